@@ -1,0 +1,404 @@
+//! Committing acknowledged offsets: the interval, sync and manual strategies.
+//!
+//! Each group member has one commit thread, the only place besides the poll thread that makes
+//! blocking librdkafka calls. It commits on a timer (interval strategy) and on request (sync
+//! acknowledgements, manual triggers). Final commits on revoke and shutdown run on the poll
+//! thread through [`commit_final`].
+//!
+//! # Delivery semantics
+//!
+//! Only offsets the [`OffsetTracker`](crate::OffsetTracker) reports as committable are ever
+//! sent, so a commit never passes an unacknowledged record. A failed commit leaves the
+//! committed offset where it was; the interval strategy retries at the next tick, sync
+//! commits retry retriable errors a few times and then report the error.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
+use tokio::sync::oneshot;
+
+use crate::options::CommitStrategy;
+use crate::record::{Offset, TopicPartition};
+use crate::source::partition::PartitionShared;
+
+/// Whether a triggered commit waits for the broker's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitMode {
+    /// Send the commit and return; the outcome is logged and counted.
+    Async,
+    /// Wait until the broker confirmed the commit.
+    Sync,
+}
+
+/// A commit that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommitError {
+    /// The broker or client refused the commit.
+    #[error("committing {partitions} failed: {reason}")]
+    Refused {
+        /// The partitions in the failed commit, as `topic/partition` separated by commas.
+        partitions: String,
+        /// The error reported by the client.
+        reason: String,
+    },
+    /// The member stopped before the commit could be made.
+    #[error("the consumer engine stopped before the commit was made")]
+    Stopped,
+}
+
+/// A request to the commit thread.
+pub(crate) struct CommitRequest {
+    pub partition: Arc<PartitionShared>,
+    pub offset: Offset,
+    pub mode: CommitMode,
+    pub reply: oneshot::Sender<Result<(), CommitError>>,
+}
+
+enum CommitCommand {
+    Request(CommitRequest),
+    Stop,
+}
+
+/// Sends requests to a member's commit thread.
+#[derive(Debug, Clone)]
+pub(crate) struct Committer {
+    commands: mpsc::Sender<CommitCommand>,
+}
+
+impl std::fmt::Debug for CommitCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CommitCommand")
+    }
+}
+
+impl Committer {
+    pub fn send(&self, request: CommitRequest) -> Result<(), CommitError> {
+        self.commands
+            .send(CommitCommand::Request(request))
+            .map_err(|_| CommitError::Stopped)
+    }
+}
+
+/// Commit counters shared by every member of an engine.
+#[derive(Debug, Default)]
+pub(crate) struct CommitCounters {
+    pub commits: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+/// What the commit thread needs from its member.
+pub(crate) struct CommitContext<C: ConsumerContext + 'static> {
+    pub consumer: Arc<BaseConsumer<C>>,
+    /// The member's assigned partitions.
+    pub registry: Arc<Mutex<BTreeMap<TopicPartition, Arc<PartitionShared>>>>,
+    /// Held while commits are built and sent, and while partitions are released, so that no
+    /// commit for a released partition is sent after its final commit.
+    pub commit_lock: Arc<Mutex<()>>,
+    pub counters: Arc<CommitCounters>,
+    pub strategy: CommitStrategy,
+    pub interval: Duration,
+}
+
+/// A running commit thread; stop it before dropping the consumer.
+pub(crate) struct CommitThread {
+    committer: Committer,
+    handle: thread::JoinHandle<()>,
+}
+
+impl CommitThread {
+    pub fn spawn<C: ConsumerContext + 'static>(name: String, context: CommitContext<C>) -> std::io::Result<Self> {
+        let (commands, receiver) = mpsc::channel();
+        let handle = thread::Builder::new()
+            .name(name)
+            .spawn(move || run(context, receiver))?;
+        Ok(Self {
+            committer: Committer { commands },
+            handle,
+        })
+    }
+
+    pub fn committer(&self) -> Committer {
+        self.committer.clone()
+    }
+
+    /// Stops the thread after it answered every request already sent.
+    pub fn stop(self) {
+        let _ = self.committer.commands.send(CommitCommand::Stop);
+        if self.handle.join().is_err() {
+            tracing::error!("commit thread panicked");
+        }
+    }
+}
+
+fn run<C: ConsumerContext + 'static>(context: CommitContext<C>, commands: mpsc::Receiver<CommitCommand>) {
+    let mut next_tick = Instant::now() + context.interval;
+    loop {
+        let command = if context.strategy == CommitStrategy::Interval {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match commands.recv_timeout(wait) {
+                Ok(command) => Some(command),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            match commands.recv() {
+                Ok(command) => Some(command),
+                Err(_) => return,
+            }
+        };
+        match command {
+            Some(CommitCommand::Stop) => return,
+            Some(CommitCommand::Request(first)) => {
+                let mut requests = vec![first];
+                let mut stop = false;
+                while let Ok(command) = commands.try_recv() {
+                    match command {
+                        CommitCommand::Request(request) => requests.push(request),
+                        CommitCommand::Stop => stop = true,
+                    }
+                }
+                serve_requests(&context, requests);
+                if stop {
+                    return;
+                }
+            }
+            None => {
+                commit_interval_tick(&context);
+                next_tick = Instant::now() + context.interval;
+            }
+        }
+    }
+}
+
+/// Sends an async commit for every partition whose committable offset moved.
+fn commit_interval_tick<C: ConsumerContext + 'static>(context: &CommitContext<C>) {
+    let _commit_guard = lock(&context.commit_lock);
+    let registry = lock(&context.registry);
+    let mut list = TopicPartitionList::new();
+    for shared in registry.values() {
+        let mut state = shared.state();
+        let Some(committable) = state.tracker.committable() else {
+            continue;
+        };
+        if state.released || state.committed.max(state.commit_in_flight) >= Some(committable) {
+            continue;
+        }
+        if add(&mut list, &shared.partition, committable).is_ok() {
+            state.commit_in_flight = Some(committable);
+        }
+    }
+    if list.count() == 0 {
+        return;
+    }
+    if let Err(error) = context.consumer.commit(&list, rdkafka::consumer::CommitMode::Async) {
+        context.counters.errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%error, "interval commit could not be sent; retrying at the next tick");
+        for shared in registry.values() {
+            shared.state().commit_in_flight = None;
+        }
+    }
+}
+
+/// Serves sync acknowledgements and manual triggers, highest offset per partition.
+fn serve_requests<C: ConsumerContext + 'static>(context: &CommitContext<C>, requests: Vec<CommitRequest>) {
+    let (sync, asynchronous): (Vec<_>, Vec<_>) = requests
+        .into_iter()
+        .partition(|request| request.mode == CommitMode::Sync);
+    for (mode, batch) in [(CommitMode::Async, asynchronous), (CommitMode::Sync, sync)] {
+        if batch.is_empty() {
+            continue;
+        }
+        let mut targets: BTreeMap<TopicPartition, (Arc<PartitionShared>, Offset)> = BTreeMap::new();
+        for request in &batch {
+            let entry = targets
+                .entry(request.partition.partition.clone())
+                .or_insert_with(|| (request.partition.clone(), request.offset));
+            entry.1 = entry.1.max(request.offset);
+        }
+        let _commit_guard = lock(&context.commit_lock);
+        let live: Vec<_> = targets
+            .into_values()
+            .filter(|(shared, _)| !shared.state().released)
+            .collect();
+        let outcome = if live.is_empty() {
+            Ok(())
+        } else if mode == CommitMode::Sync {
+            commit_sync(&context.consumer, &live, &context.counters)
+        } else {
+            commit_async(&context.consumer, &live, &context.counters)
+        };
+        for request in batch {
+            let result = if request.partition.state().released && outcome.is_ok() && mode == CommitMode::Sync {
+                // Released before the commit: its final commit already covered what was acked.
+                Ok(())
+            } else {
+                outcome.clone()
+            };
+            let _ = request.reply.send(result);
+        }
+    }
+}
+
+fn commit_async<C: ConsumerContext + 'static>(
+    consumer: &BaseConsumer<C>,
+    targets: &[(Arc<PartitionShared>, Offset)],
+    counters: &CommitCounters,
+) -> Result<(), CommitError> {
+    let list = to_list(targets)?;
+    consumer
+        .commit(&list, rdkafka::consumer::CommitMode::Async)
+        .map_err(|error| {
+            counters.errors.fetch_add(1, Ordering::Relaxed);
+            refused(targets, &error)
+        })?;
+    for (shared, offset) in targets {
+        let mut state = shared.state();
+        state.commit_in_flight = state.commit_in_flight.max(Some(*offset));
+    }
+    Ok(())
+}
+
+/// Commits `targets` and waits for the broker, retrying retriable errors; on success each
+/// partition's committed offset moves up.
+pub(crate) fn commit_sync<C: ConsumerContext + 'static>(
+    consumer: &BaseConsumer<C>,
+    targets: &[(Arc<PartitionShared>, Offset)],
+    counters: &CommitCounters,
+) -> Result<(), CommitError> {
+    const ATTEMPTS: u32 = 5;
+    let list = to_list(targets)?;
+    let mut attempt = 1;
+    loop {
+        match consumer.commit(&list, rdkafka::consumer::CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {
+                counters.commits.fetch_add(1, Ordering::Relaxed);
+                for (shared, offset) in targets {
+                    let mut state = shared.state();
+                    state.committed = state.committed.max(Some(*offset));
+                }
+                return Ok(());
+            }
+            Err(error) => {
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+                if attempt >= ATTEMPTS || !is_retriable(&error) {
+                    tracing::warn!(%error, attempt, "sync commit failed");
+                    return Err(refused(targets, &error));
+                }
+                tracing::info!(%error, attempt, "sync commit failed; retrying");
+                thread::sleep(Duration::from_millis(100 << attempt));
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Commits the committable offset of each partition and marks them released: from then on
+/// their acknowledgements are refused. The caller holds the commit lock.
+pub(crate) fn commit_final<C: ConsumerContext + 'static>(
+    consumer: &BaseConsumer<C>,
+    partitions: &[Arc<PartitionShared>],
+    counters: &CommitCounters,
+) {
+    let targets: Vec<_> = partitions
+        .iter()
+        .filter_map(|shared| {
+            let mut state = shared.state();
+            state.released = true;
+            let committable = state.tracker.committable()?;
+            (state.committed < Some(committable)).then(|| (shared.clone(), committable))
+        })
+        .collect();
+    if targets.is_empty() {
+        return;
+    }
+    if let Err(error) = commit_sync(consumer, &targets, counters) {
+        tracing::error!(%error, "final commit failed; records after the last commit will be re-delivered");
+    }
+}
+
+/// Applies the outcome of an async commit (reported on the poll thread).
+pub(crate) fn record_async_outcome(
+    registry: &Mutex<BTreeMap<TopicPartition, Arc<PartitionShared>>>,
+    counters: &CommitCounters,
+    result: &Result<(), KafkaError>,
+    offsets: &TopicPartitionList,
+) {
+    match result {
+        Ok(()) => {
+            counters.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(error) => {
+            counters.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%error, "async commit failed; it is retried");
+        }
+    }
+    let registry = lock(registry);
+    for element in offsets.elements() {
+        let partition = TopicPartition::new(element.topic(), element.partition());
+        let Some(shared) = registry.get(&partition) else {
+            continue;
+        };
+        let mut state = shared.state();
+        if let (Ok(()), KafkaOffset::Offset(offset)) = (result, element.offset()) {
+            state.committed = state.committed.max(Some(offset));
+        }
+        if result.is_err() || state.commit_in_flight <= state.committed {
+            state.commit_in_flight = None;
+        }
+    }
+}
+
+fn is_retriable(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RequestTimedOut
+                | NetworkException
+                | CoordinatorLoadInProgress
+                | CoordinatorNotAvailable
+                | NotCoordinator
+                | RebalanceInProgress
+                | OperationTimedOut
+                | BrokerTransportFailure
+                | AllBrokersDown
+                | TimedOutQueue
+        )
+    )
+}
+
+fn to_list(targets: &[(Arc<PartitionShared>, Offset)]) -> Result<TopicPartitionList, CommitError> {
+    let mut list = TopicPartitionList::new();
+    for (shared, offset) in targets {
+        add(&mut list, &shared.partition, *offset).map_err(|error| refused(targets, &error))?;
+    }
+    Ok(list)
+}
+
+fn add(list: &mut TopicPartitionList, partition: &TopicPartition, offset: Offset) -> Result<(), KafkaError> {
+    list.add_partition_offset(&partition.topic, partition.partition, KafkaOffset::Offset(offset))
+}
+
+fn refused(targets: &[(Arc<PartitionShared>, Offset)], error: &KafkaError) -> CommitError {
+    let partitions = targets
+        .iter()
+        .map(|(shared, _)| shared.partition.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    CommitError::Refused {
+        partitions,
+        reason: error.to_string(),
+    }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

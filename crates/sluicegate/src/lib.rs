@@ -1,0 +1,47 @@
+//! Sluicegate: Kafka processing with backpressure.
+//!
+//! Sluicegate fetches records only as fast as the application processes them, processes every
+//! record at least once, and commits an offset only when it and every lower delivered offset
+//! of its partition were acknowledged.
+//!
+//! The [`ConsumerEngine`] runs one or more members of a consumer group and hands the
+//! application one [`PartitionStream`] per assigned partition, with an [`Acknowledger`] to
+//! finish records. [`OffsetTracker`] is the pure logic behind commits. [`EmbeddedBroker`] is an
+//! in-process Kafka-compatible mock cluster for demos, tests and local development.
+//!
+//! ```no_run
+//! use futures_util::StreamExt;
+//! use sluicegate::{ConsumerEngine, ConsumerOptions};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut engine = ConsumerEngine::start(ConsumerOptions::new("127.0.0.1:9092", "billing", ["orders"])).await?;
+//! engine.spawn_subscribers((), |mut partition, ()| async move {
+//!     let acks = partition.acknowledger();
+//!     while let Some(record) = partition.next().await {
+//!         println!("{} @ {}", record.partition, record.offset);
+//!         let _ = acks.ack(record.offset).await;
+//!     }
+//! });
+//! tokio::signal::ctrl_c().await?;
+//! let summary = engine.shutdown().await;
+//! println!("committed {:?}", summary.committed);
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+#![deny(unsafe_code)]
+
+mod commit;
+pub mod embedded;
+mod offsets;
+mod options;
+mod record;
+mod source;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use commit::{CommitError, CommitMode};
+pub use embedded::{EmbeddedBroker, EmbeddedBrokerError};
+pub use offsets::{OffsetTracker, TrackerError};
+pub use options::{AssignmentStrategy, CommitStrategy, ConsumerOptions, OptionsError, PartitionLifecycle, StartPosition};
+pub use record::{Header, Offset, Record, TopicPartition};
+pub use source::{AckError, Acknowledger, ConsumerEngine, EngineError, EngineStats, PartitionStream, ShutdownSummary};

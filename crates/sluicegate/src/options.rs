@@ -1,0 +1,404 @@
+//! Consumer engine options: named settings with defaults, validated before connecting.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::record::TopicPartition;
+
+/// Where a group with no committed offset starts reading a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartPosition {
+    /// The oldest record still in the partition.
+    #[default]
+    Earliest,
+    /// Only records produced after the member joined.
+    Latest,
+}
+
+/// When acknowledged offsets are committed to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CommitStrategy {
+    /// Commit asynchronously every commit interval (the default).
+    #[default]
+    Interval,
+    /// Commit each advance synchronously: [`Acknowledger::ack`](crate::Acknowledger::ack)
+    /// returns only after the advance it caused is committed.
+    Sync,
+    /// Never commit automatically; the application calls
+    /// [`Acknowledger::commit`](crate::Acknowledger::commit).
+    Manual,
+}
+
+/// How a group spreads partitions over its members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AssignmentStrategy {
+    /// Incremental cooperative rebalancing: a rebalance revokes only partitions that move.
+    #[default]
+    CooperativeSticky,
+    /// Eager rebalancing (range, round-robin): every rebalance revokes every partition.
+    Eager,
+}
+
+/// Callbacks run when partitions are assigned to or revoked from a group member.
+///
+/// They run on the member's poll thread, so they must return quickly and must not block.
+pub trait PartitionLifecycle: Send + Sync + 'static {
+    /// Partitions were assigned; their streams are about to be handed out.
+    fn on_assign(&self, _partitions: &[TopicPartition]) {}
+    /// Partitions were revoked; their in-flight records were drained and committed.
+    fn on_revoke(&self, _partitions: &[TopicPartition]) {}
+}
+
+/// A bad option: names the option and says what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid option `{key}`: {problem}")]
+pub struct OptionsError {
+    /// The option's name, as written in the builder method (or `librdkafka.<property>`).
+    pub key: String,
+    /// What is wrong with its value.
+    pub problem: String,
+}
+
+impl OptionsError {
+    fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// librdkafka properties the engine sets itself; passing them through would break its promises.
+const MANAGED_PROPERTIES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "bootstrap_servers"),
+    ("group.id", "group_id"),
+    ("enable.auto.commit", "commit_strategy"),
+    ("enable.auto.offset.store", "commit_strategy"),
+    ("auto.offset.reset", "start_position"),
+    ("partition.assignment.strategy", "assignment_strategy"),
+    ("enable.partition.eof", "(nothing: the engine needs it off)"),
+];
+
+/// Options of a [`ConsumerEngine`](crate::ConsumerEngine).
+///
+/// ```
+/// use std::time::Duration;
+/// use sluicegate::{CommitStrategy, ConsumerOptions, StartPosition};
+///
+/// let options = ConsumerOptions::new("127.0.0.1:9092", "billing", ["orders"])
+///     .start_position(StartPosition::Earliest)
+///     .commit_strategy(CommitStrategy::Interval)
+///     .commit_interval(Duration::from_secs(1))
+///     .partition_buffer(500);
+/// assert!(options.validate().is_ok());
+/// ```
+#[derive(Clone)]
+pub struct ConsumerOptions {
+    pub(crate) bootstrap_servers: String,
+    pub(crate) group_id: String,
+    pub(crate) topics: Vec<String>,
+    pub(crate) start_position: StartPosition,
+    pub(crate) members: usize,
+    pub(crate) session_timeout: Duration,
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) max_poll_interval: Duration,
+    pub(crate) commit_strategy: CommitStrategy,
+    pub(crate) commit_interval: Duration,
+    pub(crate) partition_buffer: usize,
+    pub(crate) prefetch_bytes: usize,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) assignment_strategy: AssignmentStrategy,
+    pub(crate) librdkafka: BTreeMap<String, String>,
+    pub(crate) lifecycle: Option<Arc<dyn PartitionLifecycle>>,
+}
+
+impl fmt::Debug for ConsumerOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Pass-through properties may hold credentials: print their keys only.
+        f.debug_struct("ConsumerOptions")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("group_id", &self.group_id)
+            .field("topics", &self.topics)
+            .field("start_position", &self.start_position)
+            .field("members", &self.members)
+            .field("session_timeout", &self.session_timeout)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("max_poll_interval", &self.max_poll_interval)
+            .field("commit_strategy", &self.commit_strategy)
+            .field("commit_interval", &self.commit_interval)
+            .field("partition_buffer", &self.partition_buffer)
+            .field("prefetch_bytes", &self.prefetch_bytes)
+            .field("drain_timeout", &self.drain_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("assignment_strategy", &self.assignment_strategy)
+            .field("librdkafka_keys", &self.librdkafka.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConsumerOptions {
+    /// Options for one consumer group reading `topics` from the brokers in
+    /// `bootstrap_servers` (comma separated `host:port`), with every other setting at its
+    /// default.
+    pub fn new<I, S>(bootstrap_servers: impl Into<String>, group_id: impl Into<String>, topics: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            bootstrap_servers: bootstrap_servers.into(),
+            group_id: group_id.into(),
+            topics: topics.into_iter().map(Into::into).collect(),
+            start_position: StartPosition::default(),
+            members: 1,
+            session_timeout: Duration::from_secs(45),
+            heartbeat_interval: Duration::from_secs(3),
+            max_poll_interval: Duration::from_secs(300),
+            commit_strategy: CommitStrategy::default(),
+            commit_interval: Duration::from_secs(5),
+            partition_buffer: 1_000,
+            prefetch_bytes: 4 * 1024 * 1024,
+            drain_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(30),
+            assignment_strategy: AssignmentStrategy::default(),
+            librdkafka: BTreeMap::new(),
+            lifecycle: None,
+        }
+    }
+
+    /// Start position for partitions the group has never committed (default earliest).
+    pub fn start_position(mut self, position: StartPosition) -> Self {
+        self.start_position = position;
+        self
+    }
+
+    /// Number of group members this engine runs in this process, each with its own client
+    /// and poll thread (default 1).
+    pub fn members(mut self, members: usize) -> Self {
+        self.members = members;
+        self
+    }
+
+    /// Group session timeout (default 45 s).
+    pub fn session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+
+    /// Group heartbeat interval; must be below the session timeout (default 3 s).
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = interval;
+        self
+    }
+
+    /// Longest time a member may go without polling before it leaves the group; at least the
+    /// session timeout (default 300 s). Some brokers wait this long for a join.
+    pub fn max_poll_interval(mut self, interval: Duration) -> Self {
+        self.max_poll_interval = interval;
+        self
+    }
+
+    /// When acknowledged offsets are committed (default [`CommitStrategy::Interval`]).
+    pub fn commit_strategy(mut self, strategy: CommitStrategy) -> Self {
+        self.commit_strategy = strategy;
+        self
+    }
+
+    /// Period of interval commits (default 5 s).
+    pub fn commit_interval(mut self, interval: Duration) -> Self {
+        self.commit_interval = interval;
+        self
+    }
+
+    /// The demand window: records a partition may have buffered or in flight (delivered and
+    /// not yet acknowledged) before the engine stops fetching it (default 1,000).
+    pub fn partition_buffer(mut self, records: usize) -> Self {
+        self.partition_buffer = records;
+        self
+    }
+
+    /// Bytes librdkafka may prefetch for this member ahead of the demand (default 4 MiB).
+    pub fn prefetch_bytes(mut self, bytes: usize) -> Self {
+        self.prefetch_bytes = bytes;
+        self
+    }
+
+    /// How long a revoke or shutdown waits for in-flight records to be acknowledged before it
+    /// commits what is committable and lets the partition go (default 30 s).
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// How long start-up retries an unreachable broker before failing (default 30 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Partition assignment strategy (default cooperative-sticky).
+    pub fn assignment_strategy(mut self, strategy: AssignmentStrategy) -> Self {
+        self.assignment_strategy = strategy;
+        self
+    }
+
+    /// Passes a librdkafka property through unchanged (security settings, tuning). Properties
+    /// the engine manages itself are refused by [`validate`](Self::validate).
+    pub fn librdkafka(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.librdkafka.insert(key.into(), value.into());
+        self
+    }
+
+    /// Callbacks on assignment and revocation.
+    pub fn lifecycle(mut self, lifecycle: impl PartitionLifecycle) -> Self {
+        self.lifecycle = Some(Arc::new(lifecycle));
+        self
+    }
+
+    /// The group id.
+    pub fn group_id_value(&self) -> &str {
+        &self.group_id
+    }
+
+    /// The demand window per partition.
+    pub fn partition_buffer_value(&self) -> usize {
+        self.partition_buffer
+    }
+
+    /// Checks every option without connecting; the first bad one is returned.
+    pub fn validate(&self) -> Result<(), OptionsError> {
+        if self.bootstrap_servers.trim().is_empty() {
+            return Err(OptionsError::new("bootstrap_servers", "must name at least one host:port"));
+        }
+        for server in self.bootstrap_servers.split(',') {
+            let server = server.trim();
+            let port = server.rsplit_once(':').map(|(_, port)| port);
+            if !matches!(port.map(str::parse::<u16>), Some(Ok(_))) {
+                return Err(OptionsError::new(
+                    "bootstrap_servers",
+                    format!("`{server}` is not host:port"),
+                ));
+            }
+        }
+        if self.group_id.trim().is_empty() {
+            return Err(OptionsError::new("group_id", "must not be empty"));
+        }
+        if self.topics.is_empty() {
+            return Err(OptionsError::new("topics", "must name at least one topic"));
+        }
+        for topic in &self.topics {
+            validate_topic_name(topic)?;
+        }
+        if self.members == 0 || self.members > 256 {
+            return Err(OptionsError::new("members", "must be between 1 and 256"));
+        }
+        let ms = |d: Duration| d.as_millis();
+        if !(1_000..=3_600_000).contains(&ms(self.session_timeout)) {
+            return Err(OptionsError::new("session_timeout", "must be between 1 s and 1 h"));
+        }
+        if ms(self.heartbeat_interval) == 0 || self.heartbeat_interval >= self.session_timeout {
+            return Err(OptionsError::new(
+                "heartbeat_interval",
+                "must be above zero and below session_timeout",
+            ));
+        }
+        if self.max_poll_interval < self.session_timeout || ms(self.max_poll_interval) > 86_400_000 {
+            return Err(OptionsError::new(
+                "max_poll_interval",
+                "must be at least session_timeout and at most 24 h",
+            ));
+        }
+        if ms(self.commit_interval) == 0 {
+            return Err(OptionsError::new("commit_interval", "must be above zero"));
+        }
+        if self.partition_buffer == 0 || self.partition_buffer > 1_000_000 {
+            return Err(OptionsError::new("partition_buffer", "must be between 1 and 1,000,000 records"));
+        }
+        if self.prefetch_bytes < 1024 || self.prefetch_bytes > 1 << 31 {
+            return Err(OptionsError::new("prefetch_bytes", "must be between 1 KiB and 2 GiB"));
+        }
+        if ms(self.connect_timeout) == 0 {
+            return Err(OptionsError::new("connect_timeout", "must be above zero"));
+        }
+        for (key, value) in &self.librdkafka {
+            if key.trim().is_empty() {
+                return Err(OptionsError::new("librdkafka", "property names must not be empty"));
+            }
+            if let Some((_, option)) = MANAGED_PROPERTIES.iter().find(|(managed, _)| managed == key) {
+                return Err(OptionsError::new(
+                    format!("librdkafka.{key}"),
+                    format!("is managed by the engine; set `{option}` instead"),
+                ));
+            }
+            if value.is_empty() {
+                return Err(OptionsError::new(format!("librdkafka.{key}"), "must not be empty"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Kafka's topic name rules: 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+fn validate_topic_name(topic: &str) -> Result<(), OptionsError> {
+    let valid_chars = topic
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if topic.is_empty() || topic.len() > 249 || !valid_chars || topic == "." || topic == ".." {
+        return Err(OptionsError::new(
+            "topics",
+            format!("`{topic}` is not a valid topic name (1-249 characters of a-z A-Z 0-9 . _ -)"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> ConsumerOptions {
+        ConsumerOptions::new("127.0.0.1:9092", "group", ["topic"])
+    }
+
+    fn key_of(options: ConsumerOptions) -> String {
+        options.validate().expect_err("options should be refused").key
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        valid().validate().unwrap();
+    }
+
+    #[test]
+    fn each_bad_option_is_named() {
+        assert_eq!(key_of(ConsumerOptions::new("", "g", ["t"])), "bootstrap_servers");
+        assert_eq!(key_of(ConsumerOptions::new("nohost", "g", ["t"])), "bootstrap_servers");
+        assert_eq!(key_of(ConsumerOptions::new("h:1", " ", ["t"])), "group_id");
+        assert_eq!(key_of(ConsumerOptions::new("h:1", "g", Vec::<String>::new())), "topics");
+        assert_eq!(key_of(ConsumerOptions::new("h:1", "g", ["bad topic"])), "topics");
+        assert_eq!(key_of(valid().members(0)), "members");
+        assert_eq!(key_of(valid().session_timeout(Duration::from_millis(10))), "session_timeout");
+        assert_eq!(key_of(valid().heartbeat_interval(Duration::from_secs(60))), "heartbeat_interval");
+        assert_eq!(key_of(valid().max_poll_interval(Duration::from_secs(1))), "max_poll_interval");
+        assert_eq!(key_of(valid().commit_interval(Duration::ZERO)), "commit_interval");
+        assert_eq!(key_of(valid().partition_buffer(0)), "partition_buffer");
+        assert_eq!(key_of(valid().prefetch_bytes(10)), "prefetch_bytes");
+        assert_eq!(key_of(valid().connect_timeout(Duration::ZERO)), "connect_timeout");
+        assert_eq!(
+            key_of(valid().librdkafka("enable.auto.commit", "true")),
+            "librdkafka.enable.auto.commit"
+        );
+        assert_eq!(key_of(valid().librdkafka("security.protocol", "")), "librdkafka.security.protocol");
+    }
+
+    #[test]
+    fn debug_output_hides_pass_through_values() {
+        let options = valid().librdkafka("sasl.password", "hunter2");
+        let printed = format!("{options:?}");
+        assert!(printed.contains("sasl.password"));
+        assert!(!printed.contains("hunter2"));
+    }
+}

@@ -1,0 +1,238 @@
+//! The consumer engine: group members that fetch on demand and deliver one stream per
+//! assigned partition.
+//!
+//! # Backpressure
+//!
+//! Every assigned partition has a demand window ([`ConsumerOptions::partition_buffer`]): the
+//! records buffered for the application plus those delivered and not yet acknowledged. The
+//! poll thread takes records from librdkafka only for partitions whose window has room, pauses
+//! a partition when its window fills and resumes it once the window drains below half.
+//! librdkafka's own prefetch is capped by [`ConsumerOptions::prefetch_bytes`]. Memory is
+//! therefore bounded by the options, never by the backlog on the broker.
+//!
+//! # Delivery semantics
+//!
+//! At least once. An offset is committed only when it and every lower delivered offset of its
+//! partition were acknowledged; records in flight at a crash are delivered again.
+//!
+//! # Shutdown
+//!
+//! [`ConsumerEngine::shutdown`] stops fetching, ends every partition stream, waits up to the
+//! drain timeout for in-flight records to be acknowledged, commits, leaves the group and
+//! returns a [`ShutdownSummary`]. A revoke does the same for the revoked partitions.
+
+mod member;
+pub(crate) mod partition;
+mod stats;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use tokio::sync::mpsc;
+
+use crate::options::{ConsumerOptions, OptionsError};
+use crate::record::{Offset, TopicPartition};
+use member::{EngineCounters, Member};
+pub use partition::{AckError, Acknowledger, PartitionStream};
+pub use stats::EngineStats;
+
+/// Why the engine could not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// An option is invalid; nothing was connected.
+    #[error(transparent)]
+    Options(#[from] OptionsError),
+    /// No broker answered within the connect timeout.
+    #[error("no broker reachable at {bootstrap_servers} after {waited:?}: {last_error}")]
+    BrokerUnreachable {
+        /// The bootstrap servers tried.
+        bootstrap_servers: String,
+        /// How long start-up kept trying.
+        waited: Duration,
+        /// The last error the client reported.
+        last_error: String,
+    },
+    /// A subscribed topic does not exist on the cluster.
+    #[error("topic `{topic}` does not exist on {bootstrap_servers}")]
+    TopicNotFound {
+        /// The missing topic.
+        topic: String,
+        /// The cluster asked.
+        bootstrap_servers: String,
+    },
+    /// librdkafka refused to create the client, or a thread could not be started.
+    #[error("consumer client: {0}")]
+    Client(String),
+}
+
+/// What the engine did, reported by [`ConsumerEngine::shutdown`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShutdownSummary {
+    /// Counters at the moment the engine stopped.
+    pub stats: EngineStats,
+    /// The last offset committed for each partition owned at shutdown.
+    pub committed: BTreeMap<TopicPartition, Offset>,
+    /// Records still unacknowledged when the drain timeout ran out (re-delivered later).
+    pub undrained: usize,
+}
+
+/// A running consumer engine: one or more members of one consumer group.
+///
+/// ```no_run
+/// use futures_util::StreamExt;
+/// use sluicegate::{ConsumerEngine, ConsumerOptions};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let options = ConsumerOptions::new("127.0.0.1:9092", "billing", ["orders"]);
+/// let mut engine = ConsumerEngine::start(options).await?;
+/// while let Some(mut partition) = engine.next_partition().await {
+///     let acks = partition.acknowledger();
+///     tokio::spawn(async move {
+///         while let Some(record) = partition.next().await {
+///             // ... handle the record ...
+///             let _ = acks.ack(record.offset).await;
+///         }
+///     });
+/// }
+/// # Ok(()) }
+/// ```
+pub struct ConsumerEngine {
+    streams: mpsc::UnboundedReceiver<PartitionStream>,
+    members: Vec<Member>,
+    counters: Arc<EngineCounters>,
+    partition_buffer: usize,
+}
+
+impl ConsumerEngine {
+    /// Validates the options, waits for the cluster (up to the connect timeout), checks the
+    /// topics exist and starts the members. Blocking work runs off the async runtime.
+    pub async fn start(options: ConsumerOptions) -> Result<Self, EngineError> {
+        options.validate()?;
+        let options = Arc::new(options);
+        let probe_options = options.clone();
+        tokio::task::spawn_blocking(move || check_cluster(&probe_options))
+            .await
+            .map_err(|error| EngineError::Client(error.to_string()))??;
+        let (streams_tx, streams) = mpsc::unbounded_channel();
+        let counters = Arc::new(EngineCounters::default());
+        let start_options = options.clone();
+        let start_counters = counters.clone();
+        let members = tokio::task::spawn_blocking(move || {
+            (0..start_options.members)
+                .map(|index| member::start(index, start_options.clone(), start_counters.clone(), streams_tx.clone()))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|error| EngineError::Client(error.to_string()))??;
+        Ok(Self {
+            streams,
+            members,
+            counters,
+            partition_buffer: options.partition_buffer,
+        })
+    }
+
+    /// The next assigned partition, or `None` once the engine stopped. Partitions revoked and
+    /// assigned again come back as new streams.
+    pub async fn next_partition(&mut self) -> Option<PartitionStream> {
+        self.streams.recv().await
+    }
+
+    /// Starts `subscriber(stream, args)` as a task for every partition assigned from now on
+    /// (the factory form). A subscriber ends when its stream ends, on revoke or shutdown; it
+    /// should acknowledge what it took before returning. After this call
+    /// [`next_partition`](Self::next_partition) returns `None`.
+    pub fn spawn_subscribers<A, F, Fut>(&mut self, args: A, subscriber: F) -> tokio::task::JoinHandle<()>
+    where
+        A: Clone + Send + 'static,
+        F: Fn(PartitionStream, A) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let (_, closed) = mpsc::unbounded_channel();
+        let mut streams = std::mem::replace(&mut self.streams, closed);
+        tokio::spawn(async move {
+            while let Some(stream) = streams.recv().await {
+                tokio::spawn(subscriber(stream, args.clone()));
+            }
+        })
+    }
+
+    /// A snapshot of the engine's counters.
+    pub fn stats(&self) -> EngineStats {
+        stats::snapshot(&self.counters, &self.members, self.partition_buffer)
+    }
+
+    /// Stops fetching, drains in-flight records (up to the drain timeout), commits, leaves the
+    /// group and reports what happened.
+    pub async fn shutdown(self) -> ShutdownSummary {
+        for member in &self.members {
+            member.stop.store(true, Ordering::Release);
+        }
+        let counters = self.counters.clone();
+        let partition_buffer = self.partition_buffer;
+        let members = self.members;
+        let outcome = tokio::task::spawn_blocking(move || {
+            let mut summary = ShutdownSummary::default();
+            for member in members {
+                match member.thread.join() {
+                    Ok(report) => {
+                        summary.committed.extend(report.committed);
+                        summary.undrained += report.undrained;
+                    }
+                    Err(_) => tracing::error!("a poll thread panicked during shutdown"),
+                }
+            }
+            summary.stats = stats::snapshot(&counters, &[], partition_buffer);
+            summary
+        })
+        .await;
+        outcome.unwrap_or_else(|error| {
+            tracing::error!(%error, "shutdown task failed");
+            ShutdownSummary::default()
+        })
+    }
+}
+
+/// Retries a metadata request until a broker answers or the connect timeout passes, then
+/// checks that every subscribed topic exists.
+fn check_cluster(options: &ConsumerOptions) -> Result<(), EngineError> {
+    let mut config = member::client_config(options);
+    config.set("group.id", format!("{}-probe", options.group_id));
+    let probe: BaseConsumer = config
+        .create()
+        .map_err(|error| EngineError::Client(error.to_string()))?;
+    let started = Instant::now();
+    let metadata = loop {
+        let remaining = options.connect_timeout.saturating_sub(started.elapsed());
+        match probe.fetch_metadata(None, remaining.min(Duration::from_secs(5))) {
+            Ok(metadata) => break metadata,
+            Err(error) if remaining > Duration::from_secs(5) => {
+                tracing::warn!(bootstrap_servers = %options.bootstrap_servers, %error, "broker unreachable; retrying");
+            }
+            Err(error) => {
+                return Err(EngineError::BrokerUnreachable {
+                    bootstrap_servers: options.bootstrap_servers.clone(),
+                    waited: started.elapsed(),
+                    last_error: error.to_string(),
+                })
+            }
+        }
+    };
+    for topic in &options.topics {
+        let exists = metadata
+            .topics()
+            .iter()
+            .any(|known| known.name() == topic && known.error().is_none() && !known.partitions().is_empty());
+        if !exists {
+            return Err(EngineError::TopicNotFound {
+                topic: topic.clone(),
+                bootstrap_servers: options.bootstrap_servers.clone(),
+            });
+        }
+    }
+    Ok(())
+}

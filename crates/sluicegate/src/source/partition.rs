@@ -1,0 +1,302 @@
+//! One assigned partition as the application sees it: a [`PartitionStream`] of records and an
+//! [`Acknowledger`] to finish them.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures_core::Stream;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::commit::{CommitError, CommitMode, CommitRequest, Committer};
+use crate::offsets::{OffsetTracker, TrackerError};
+use crate::options::CommitStrategy;
+use crate::record::{Offset, Record, TopicPartition};
+
+/// Why an acknowledgement was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AckError {
+    /// The partition was revoked or the engine shut down: this member no longer owns it, so the
+    /// record will be (or was) re-delivered to its new owner.
+    #[error("partition {0} is no longer owned by this member")]
+    Revoked(TopicPartition),
+    /// The offset was never delivered on this stream, or was already acknowledged.
+    #[error("partition {partition}: {source}")]
+    Offset {
+        /// The partition.
+        partition: TopicPartition,
+        /// What the tracker refused.
+        source: TrackerError,
+    },
+    /// Sync commit strategy: the acknowledgement was recorded but committing it failed.
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+}
+
+/// Mutable state of one assigned partition, shared by the poll thread, the stream and its
+/// acknowledgers.
+#[derive(Debug, Default)]
+pub(crate) struct PartitionState {
+    pub tracker: OffsetTracker,
+    /// False once a revoke or shutdown began: no further record reaches the application.
+    pub open: bool,
+    /// True once the partition was released: acknowledgements are refused.
+    pub released: bool,
+    /// Highest offset the broker confirmed as committed for this assignment.
+    pub committed: Option<Offset>,
+    /// Highest offset sent in a commit that has not been confirmed or failed yet.
+    pub commit_in_flight: Option<Offset>,
+}
+
+/// What the poll thread, the stream, the acknowledgers and the committer share about one
+/// assigned partition.
+#[derive(Debug)]
+pub(crate) struct PartitionShared {
+    pub partition: TopicPartition,
+    state: Mutex<PartitionState>,
+    drained: Condvar,
+    /// Records buffered for the application plus records delivered and not yet acknowledged.
+    pub held: AtomicUsize,
+    /// Highest `held` seen.
+    pub peak_held: AtomicUsize,
+    /// Records in the buffer that the application has not taken yet.
+    pub buffered: AtomicUsize,
+    pub delivered: AtomicU64,
+    pub acked: AtomicU64,
+}
+
+impl PartitionShared {
+    pub fn new(partition: TopicPartition) -> Self {
+        Self {
+            partition,
+            state: Mutex::new(PartitionState {
+                open: true,
+                ..PartitionState::default()
+            }),
+            drained: Condvar::new(),
+            held: AtomicUsize::new(0),
+            peak_held: AtomicUsize::new(0),
+            buffered: AtomicUsize::new(0),
+            delivered: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+        }
+    }
+
+    /// Locks the state. A poisoned lock only means another thread panicked mid-update of plain
+    /// counters; the tracker stays consistent, so the state is used as it is.
+    pub fn state(&self) -> MutexGuard<'_, PartitionState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Stops delivery: records still buffered are discarded when the stream sees them.
+    pub fn close(&self) {
+        self.state().open = false;
+    }
+
+    /// Waits until every delivered record is acknowledged or `deadline` passes; returns
+    /// whether the partition drained.
+    pub fn wait_drained(&self, deadline: Instant) -> bool {
+        let mut state = self.state();
+        while !state.tracker.is_drained() {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            state = self
+                .drained
+                .wait_timeout(state, deadline - now)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+        }
+        true
+    }
+
+    /// Counts one record taken out of the poll loop for this partition.
+    pub fn note_dispatched(&self) {
+        self.buffered.fetch_add(1, Ordering::Relaxed);
+        let held = self.held.fetch_add(1, Ordering::AcqRel) + 1;
+        self.peak_held.fetch_max(held, Ordering::Relaxed);
+    }
+
+    /// Counts one buffered record dropped without reaching the application.
+    pub fn note_discarded(&self) {
+        self.buffered.fetch_sub(1, Ordering::Relaxed);
+        self.held.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The records of one assigned partition, in offset order, for as long as this member owns it.
+///
+/// The stream ends when the partition is revoked or the engine shuts down. Every record taken
+/// from it must be acknowledged through [`PartitionStream::acknowledger`] (or a clone of it);
+/// until then it counts against the partition's demand window and holds back commits.
+///
+/// # Backpressure
+///
+/// The engine fetches for this partition only while the records buffered here plus the
+/// records taken and not yet acknowledged stay below the partition buffer option. A stream
+/// that is not read, or records that are never acknowledged, pause the partition.
+#[derive(Debug)]
+pub struct PartitionStream {
+    shared: Arc<PartitionShared>,
+    records: mpsc::Receiver<Record>,
+    acknowledger: Acknowledger,
+}
+
+impl PartitionStream {
+    pub(crate) fn new(
+        shared: Arc<PartitionShared>,
+        records: mpsc::Receiver<Record>,
+        committer: Committer,
+        strategy: CommitStrategy,
+    ) -> Self {
+        let acknowledger = Acknowledger {
+            shared: shared.clone(),
+            committer,
+            strategy,
+        };
+        Self {
+            shared,
+            records,
+            acknowledger,
+        }
+    }
+
+    /// The partition this stream reads.
+    pub fn partition(&self) -> &TopicPartition {
+        &self.shared.partition
+    }
+
+    /// A handle that acknowledges records of this partition; clone it freely.
+    pub fn acknowledger(&self) -> Acknowledger {
+        self.acknowledger.clone()
+    }
+}
+
+impl Stream for PartitionStream {
+    type Item = Record;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Record>> {
+        loop {
+            let record = match self.records.poll_recv(cx) {
+                Poll::Ready(Some(record)) => record,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            };
+            let shared = &self.shared;
+            let mut state = shared.state();
+            if !state.open {
+                drop(state);
+                shared.note_discarded();
+                continue;
+            }
+            if let Err(error) = state.tracker.deliver(record.offset) {
+                // librdkafka delivers in offset order; a violation means a bug, not bad input.
+                tracing::error!(partition = %shared.partition, %error, "record skipped");
+                drop(state);
+                shared.note_discarded();
+                continue;
+            }
+            drop(state);
+            shared.buffered.fetch_sub(1, Ordering::Relaxed);
+            shared.delivered.fetch_add(1, Ordering::Relaxed);
+            return Poll::Ready(Some(record));
+        }
+    }
+}
+
+/// Acknowledges records of one partition. Cheap to clone; send clones to worker tasks.
+///
+/// # Delivery semantics
+///
+/// Acknowledge a record once it is fully handled, successfully or by handing it to a failure
+/// path. Acknowledgements may come in any order: the committed offset only advances over a
+/// contiguous run of acknowledged records, so a crash re-delivers everything not yet finished.
+#[derive(Debug, Clone)]
+pub struct Acknowledger {
+    shared: Arc<PartitionShared>,
+    committer: Committer,
+    strategy: CommitStrategy,
+}
+
+impl Acknowledger {
+    /// The partition this acknowledger belongs to.
+    pub fn partition(&self) -> &TopicPartition {
+        &self.shared.partition
+    }
+
+    /// Marks `offset` as finished.
+    ///
+    /// With the [`Sync`](CommitStrategy::Sync) strategy, an acknowledgement that advances the
+    /// committable offset returns only after that offset is committed, so a subscriber that
+    /// awaits it before taking the next record never runs ahead of its commits. With the other
+    /// strategies it returns at once.
+    pub async fn ack(&self, offset: Offset) -> Result<(), AckError> {
+        let committable = {
+            let mut state = self.shared.state();
+            if state.released {
+                return Err(AckError::Revoked(self.shared.partition.clone()));
+            }
+            let advanced = state.tracker.ack(offset).map_err(|source| AckError::Offset {
+                partition: self.shared.partition.clone(),
+                source,
+            })?;
+            if state.tracker.is_drained() {
+                self.shared.drained.notify_all();
+            }
+            advanced.then(|| state.tracker.committable()).flatten()
+        };
+        self.shared.held.fetch_sub(1, Ordering::AcqRel);
+        self.shared.acked.fetch_add(1, Ordering::Relaxed);
+        match (self.strategy, committable) {
+            (CommitStrategy::Sync, Some(offset)) => {
+                self.request_commit(offset, CommitMode::Sync).await?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Commits up to `offset` (the next offset to read, as in Kafka), capped at the committable
+    /// offset so nothing unacknowledged is ever committed. Returns the offset committed, or
+    /// `None` when nothing new was committable. Meant for the
+    /// [`Manual`](CommitStrategy::Manual) strategy; harmless with the others.
+    ///
+    /// With [`CommitMode::Async`] it returns once the commit is sent; its outcome is logged
+    /// and counted.
+    pub async fn commit(&self, offset: Offset, mode: CommitMode) -> Result<Option<Offset>, AckError> {
+        let target = {
+            let state = self.shared.state();
+            if state.released {
+                return Err(AckError::Revoked(self.shared.partition.clone()));
+            }
+            match state.tracker.committable() {
+                Some(committable) => offset.min(committable),
+                None => return Ok(None),
+            }
+        };
+        if self.shared.state().committed >= Some(target) {
+            return Ok(None);
+        }
+        self.request_commit(target, mode).await?;
+        Ok(Some(target))
+    }
+
+    /// The highest offset the broker confirmed as committed during this assignment.
+    pub fn committed(&self) -> Option<Offset> {
+        self.shared.state().committed
+    }
+
+    async fn request_commit(&self, offset: Offset, mode: CommitMode) -> Result<(), CommitError> {
+        let (reply, outcome) = oneshot::channel();
+        self.committer.send(CommitRequest {
+            partition: self.shared.clone(),
+            offset,
+            mode,
+            reply,
+        })?;
+        outcome.await.map_err(|_| CommitError::Stopped)?
+    }
+}

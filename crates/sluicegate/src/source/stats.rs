@@ -1,0 +1,62 @@
+//! Counters of a running engine, read as a consistent-enough snapshot.
+
+use std::sync::atomic::Ordering;
+
+use super::member::{EngineCounters, Member};
+use crate::commit;
+
+/// A snapshot of an engine's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Records taken from librdkafka by the poll threads.
+    pub fetched: u64,
+    /// Records handed to the application through partition streams.
+    pub delivered: u64,
+    /// Records acknowledged by the application.
+    pub acked: u64,
+    /// Records waiting in partition buffers for the application to take them.
+    pub buffered: usize,
+    /// Records held by the engine: buffered plus delivered and not yet acknowledged.
+    pub held: usize,
+    /// Sum over assigned partitions of the most records each held at once: an upper bound of
+    /// the most records held at any moment.
+    pub peak_held: usize,
+    /// The configured bound on held records for the current assignment: partition buffer ×
+    /// assigned partitions.
+    pub held_bound: usize,
+    /// Partitions currently assigned to this engine's members.
+    pub assigned_partitions: usize,
+    /// Partitions currently paused because their demand window is full.
+    pub paused_partitions: usize,
+    /// Rebalance callbacks run (assignments and revocations).
+    pub rebalances: u64,
+    /// Commits the broker confirmed.
+    pub commits: u64,
+    /// Commits that failed (each failed attempt counts).
+    pub commit_errors: u64,
+}
+
+pub(super) fn snapshot(counters: &EngineCounters, members: &[Member], partition_buffer: usize) -> EngineStats {
+    let mut stats = EngineStats {
+        fetched: counters.fetched.load(Ordering::Relaxed),
+        delivered: counters.retired_delivered.load(Ordering::Relaxed),
+        acked: counters.retired_acked.load(Ordering::Relaxed),
+        assigned_partitions: counters.assigned.load(Ordering::Relaxed),
+        paused_partitions: counters.paused.load(Ordering::Relaxed),
+        rebalances: counters.rebalances.load(Ordering::Relaxed),
+        commits: counters.commit.commits.load(Ordering::Relaxed),
+        commit_errors: counters.commit.errors.load(Ordering::Relaxed),
+        ..EngineStats::default()
+    };
+    for member in members {
+        for shared in commit::lock(&member.registry).values() {
+            stats.delivered += shared.delivered.load(Ordering::Relaxed);
+            stats.acked += shared.acked.load(Ordering::Relaxed);
+            stats.buffered += shared.buffered.load(Ordering::Relaxed);
+            stats.held += shared.held.load(Ordering::Relaxed);
+            stats.peak_held += shared.peak_held.load(Ordering::Relaxed);
+        }
+    }
+    stats.held_bound = stats.assigned_partitions * partition_buffer;
+    stats
+}
