@@ -2,8 +2,10 @@
 //!
 //! Each group member has one commit thread, the only place besides the poll thread that makes
 //! blocking librdkafka calls. It commits on a timer (interval strategy) and on request (sync
-//! acknowledgements, manual triggers). Final commits on revoke and shutdown run on the poll
-//! thread through [`commit_final`].
+//! acknowledgements, manual triggers), each time waiting for the broker's answer on that
+//! thread, so the application is never blocked by an interval commit and every outcome is
+//! known. Final commits on revoke and shutdown run on the poll thread through
+//! [`commit_final`].
 //!
 //! # Delivery semantics
 //!
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
+
 use tokio::sync::oneshot;
 
 use crate::options::CommitStrategy;
@@ -30,7 +33,7 @@ use crate::source::partition::PartitionShared;
 /// Whether a triggered commit waits for the broker's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommitMode {
-    /// Send the commit and return; the outcome is logged and counted.
+    /// Hand the commit to the commit thread and return; the outcome is logged and counted.
     Async,
     /// Wait until the broker confirmed the commit.
     Sync,
@@ -176,102 +179,70 @@ fn run<C: ConsumerContext + 'static>(context: CommitContext<C>, commands: mpsc::
     }
 }
 
-/// Sends an async commit for every partition whose committable offset moved.
+/// Commits every partition whose committable offset moved since its last commit. A failure
+/// is counted and logged, and the next tick tries again.
 fn commit_interval_tick<C: ConsumerContext + 'static>(context: &CommitContext<C>) {
     let _commit_guard = lock(&context.commit_lock);
-    let registry = lock(&context.registry);
-    let mut list = TopicPartitionList::new();
-    for shared in registry.values() {
-        let mut state = shared.state();
-        let Some(committable) = state.tracker.committable() else {
-            continue;
-        };
-        if state.released || state.committed.max(state.commit_in_flight) >= Some(committable) {
-            continue;
-        }
-        if add(&mut list, &shared.partition, committable).is_ok() {
-            state.commit_in_flight = Some(committable);
-        }
-    }
-    if list.count() == 0 {
-        return;
-    }
-    if let Err(error) = context.consumer.commit(&list, rdkafka::consumer::CommitMode::Async) {
-        context.counters.errors.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%error, "interval commit could not be sent; retrying at the next tick");
-        for shared in registry.values() {
-            shared.state().commit_in_flight = None;
-        }
+    let targets: Vec<_> = lock(&context.registry)
+        .values()
+        .filter_map(|shared| {
+            let state = shared.state();
+            let committable = state.tracker.committable()?;
+            (!state.released && state.committed < Some(committable)).then(|| (shared.clone(), committable))
+        })
+        .collect();
+    if !targets.is_empty() {
+        let _ = commit_sync(&context.consumer, &targets, &context.counters, 1);
     }
 }
 
 /// Serves sync acknowledgements and manual triggers, highest offset per partition.
+/// Async requests are answered before their commit is made.
 fn serve_requests<C: ConsumerContext + 'static>(context: &CommitContext<C>, requests: Vec<CommitRequest>) {
-    let (sync, asynchronous): (Vec<_>, Vec<_>) = requests
-        .into_iter()
-        .partition(|request| request.mode == CommitMode::Sync);
-    for (mode, batch) in [(CommitMode::Async, asynchronous), (CommitMode::Sync, sync)] {
-        if batch.is_empty() {
-            continue;
+    let mut targets: BTreeMap<TopicPartition, (Arc<PartitionShared>, Offset)> = BTreeMap::new();
+    let mut waiting = Vec::new();
+    for request in requests {
+        let entry = targets
+            .entry(request.partition.partition.clone())
+            .or_insert_with(|| (request.partition.clone(), request.offset));
+        entry.1 = entry.1.max(request.offset);
+        match request.mode {
+            CommitMode::Sync => waiting.push(request.reply),
+            CommitMode::Async => {
+                let _ = request.reply.send(Ok(()));
+            }
         }
-        let mut targets: BTreeMap<TopicPartition, (Arc<PartitionShared>, Offset)> = BTreeMap::new();
-        for request in &batch {
-            let entry = targets
-                .entry(request.partition.partition.clone())
-                .or_insert_with(|| (request.partition.clone(), request.offset));
-            entry.1 = entry.1.max(request.offset);
-        }
-        let _commit_guard = lock(&context.commit_lock);
-        let live: Vec<_> = targets
-            .into_values()
-            .filter(|(shared, _)| !shared.state().released)
-            .collect();
-        let outcome = if live.is_empty() {
-            Ok(())
-        } else if mode == CommitMode::Sync {
-            commit_sync(&context.consumer, &live, &context.counters)
-        } else {
-            commit_async(&context.consumer, &live, &context.counters)
-        };
-        for request in batch {
-            let result = if request.partition.state().released && outcome.is_ok() && mode == CommitMode::Sync {
-                // Released before the commit: its final commit already covered what was acked.
-                Ok(())
-            } else {
-                outcome.clone()
-            };
-            let _ = request.reply.send(result);
-        }
+    }
+    let _commit_guard = lock(&context.commit_lock);
+    // A partition released meanwhile had its final commit, which covered everything acked.
+    let live: Vec<_> = targets
+        .into_values()
+        .filter(|(shared, offset)| {
+            let state = shared.state();
+            !state.released && state.committed < Some(*offset)
+        })
+        .collect();
+    let outcome = if live.is_empty() {
+        Ok(())
+    } else {
+        commit_sync(&context.consumer, &live, &context.counters, SYNC_ATTEMPTS)
+    };
+    for reply in waiting {
+        let _ = reply.send(outcome.clone());
     }
 }
 
-fn commit_async<C: ConsumerContext + 'static>(
-    consumer: &BaseConsumer<C>,
-    targets: &[(Arc<PartitionShared>, Offset)],
-    counters: &CommitCounters,
-) -> Result<(), CommitError> {
-    let list = to_list(targets)?;
-    consumer
-        .commit(&list, rdkafka::consumer::CommitMode::Async)
-        .map_err(|error| {
-            counters.errors.fetch_add(1, Ordering::Relaxed);
-            refused(targets, &error)
-        })?;
-    for (shared, offset) in targets {
-        let mut state = shared.state();
-        state.commit_in_flight = state.commit_in_flight.max(Some(*offset));
-    }
-    Ok(())
-}
+/// Attempts of a commit whose caller waits for it (sync acknowledgements, final commits).
+const SYNC_ATTEMPTS: u32 = 5;
 
-/// Commits `targets` and waits for the broker, retrying retriable errors; on success each
-/// partition's committed offset moves up.
+/// Commits `targets` and waits for the broker, trying retriable errors up to `attempts`
+/// times; on success each partition's committed offset moves up.
 pub(crate) fn commit_sync<C: ConsumerContext + 'static>(
     consumer: &BaseConsumer<C>,
     targets: &[(Arc<PartitionShared>, Offset)],
     counters: &CommitCounters,
+    attempts: u32,
 ) -> Result<(), CommitError> {
-    const ATTEMPTS: u32 = 5;
     let list = to_list(targets)?;
     let mut attempt = 1;
     loop {
@@ -286,11 +257,11 @@ pub(crate) fn commit_sync<C: ConsumerContext + 'static>(
             }
             Err(error) => {
                 counters.errors.fetch_add(1, Ordering::Relaxed);
-                if attempt >= ATTEMPTS || !is_retriable(&error) {
-                    tracing::warn!(%error, attempt, "sync commit failed");
+                if attempt >= attempts || !is_retriable(&error) {
+                    tracing::warn!(%error, attempt, "commit failed");
                     return Err(refused(targets, &error));
                 }
-                tracing::info!(%error, attempt, "sync commit failed; retrying");
+                tracing::info!(%error, attempt, "commit failed; retrying");
                 thread::sleep(Duration::from_millis(100 << attempt));
                 attempt += 1;
             }
@@ -317,41 +288,8 @@ pub(crate) fn commit_final<C: ConsumerContext + 'static>(
     if targets.is_empty() {
         return;
     }
-    if let Err(error) = commit_sync(consumer, &targets, counters) {
+    if let Err(error) = commit_sync(consumer, &targets, counters, SYNC_ATTEMPTS) {
         tracing::error!(%error, "final commit failed; records after the last commit will be re-delivered");
-    }
-}
-
-/// Applies the outcome of an async commit (reported on the poll thread).
-pub(crate) fn record_async_outcome(
-    registry: &Mutex<BTreeMap<TopicPartition, Arc<PartitionShared>>>,
-    counters: &CommitCounters,
-    result: &Result<(), KafkaError>,
-    offsets: &TopicPartitionList,
-) {
-    match result {
-        Ok(()) => {
-            counters.commits.fetch_add(1, Ordering::Relaxed);
-        }
-        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Err(error) => {
-            counters.errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%error, "async commit failed; it is retried");
-        }
-    }
-    let registry = lock(registry);
-    for element in offsets.elements() {
-        let partition = TopicPartition::new(element.topic(), element.partition());
-        let Some(shared) = registry.get(&partition) else {
-            continue;
-        };
-        let mut state = shared.state();
-        if let (Ok(()), KafkaOffset::Offset(offset)) = (result, element.offset()) {
-            state.committed = state.committed.max(Some(offset));
-        }
-        if result.is_err() || state.commit_in_flight <= state.committed {
-            state.commit_in_flight = None;
-        }
     }
 }
 

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, TopicPartitionList};
 use tokio::sync::mpsc;
@@ -78,10 +77,6 @@ impl ConsumerContext for MemberContext {
             Rebalance::Revoke(list) => self.member.revoke(consumer, list),
             Rebalance::Error(error) => tracing::warn!(member = %self.member.name, %error, "rebalance error"),
         }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        commit::record_async_outcome(&self.member.registry, &self.member.counters.commit, &result, offsets);
     }
 }
 

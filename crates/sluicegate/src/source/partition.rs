@@ -46,8 +46,6 @@ pub(crate) struct PartitionState {
     pub released: bool,
     /// Highest offset the broker confirmed as committed for this assignment.
     pub committed: Option<Offset>,
-    /// Highest offset sent in a commit that has not been confirmed or failed yet.
-    pub commit_in_flight: Option<Offset>,
 }
 
 /// What the poll thread, the stream, the acknowledgers and the committer share about one
