@@ -257,7 +257,10 @@ pub(crate) fn client_config(options: &ConsumerOptions) -> ClientConfig {
         // A small backoff keeps the fetcher busy without the one-second stalls of the default.
         .set("queued.max.messages.kbytes", (options.prefetch_bytes / 1024).to_string())
         .set("queued.min.messages", "100000")
-        .set("fetch.queue.backoff.ms", "5");
+        .set("fetch.queue.backoff.ms", "5")
+        // A resumed partition waits for the fetch in flight; the default 500 ms long poll made
+        // every pause/resume cycle of a slow handler stall that long.
+        .set("fetch.wait.max.ms", "50");
     for (key, value) in &options.librdkafka {
         config.set(key, value);
     }
