@@ -115,7 +115,10 @@ pub(crate) struct CommitThread {
 }
 
 impl CommitThread {
-    pub fn spawn<C: ConsumerContext + 'static>(name: String, context: CommitContext<C>) -> std::io::Result<Self> {
+    pub fn spawn<C: ConsumerContext + 'static>(
+        name: String,
+        context: CommitContext<C>,
+    ) -> std::io::Result<Self> {
         let (commands, receiver) = mpsc::channel();
         let handle = thread::Builder::new()
             .name(name)
@@ -139,7 +142,10 @@ impl CommitThread {
     }
 }
 
-fn run<C: ConsumerContext + 'static>(context: CommitContext<C>, commands: mpsc::Receiver<CommitCommand>) {
+fn run<C: ConsumerContext + 'static>(
+    context: CommitContext<C>,
+    commands: mpsc::Receiver<CommitCommand>,
+) {
     let mut next_tick = Instant::now() + context.interval;
     loop {
         let command = if context.strategy == CommitStrategy::Interval {
@@ -188,7 +194,8 @@ fn commit_interval_tick<C: ConsumerContext + 'static>(context: &CommitContext<C>
         .filter_map(|shared| {
             let state = shared.state();
             let committable = state.tracker.committable()?;
-            (!state.released && state.committed < Some(committable)).then(|| (shared.clone(), committable))
+            (!state.released && state.committed < Some(committable))
+                .then(|| (shared.clone(), committable))
         })
         .collect();
     if !targets.is_empty() {
@@ -198,7 +205,10 @@ fn commit_interval_tick<C: ConsumerContext + 'static>(context: &CommitContext<C>
 
 /// Serves sync acknowledgements and manual triggers, highest offset per partition.
 /// Async requests are answered before their commit is made.
-fn serve_requests<C: ConsumerContext + 'static>(context: &CommitContext<C>, requests: Vec<CommitRequest>) {
+fn serve_requests<C: ConsumerContext + 'static>(
+    context: &CommitContext<C>,
+    requests: Vec<CommitRequest>,
+) {
     let mut targets: BTreeMap<TopicPartition, (Arc<PartitionShared>, Offset)> = BTreeMap::new();
     let mut waiting = Vec::new();
     for request in requests {
@@ -320,8 +330,16 @@ fn to_list(targets: &[(Arc<PartitionShared>, Offset)]) -> Result<TopicPartitionL
     Ok(list)
 }
 
-fn add(list: &mut TopicPartitionList, partition: &TopicPartition, offset: Offset) -> Result<(), KafkaError> {
-    list.add_partition_offset(&partition.topic, partition.partition, KafkaOffset::Offset(offset))
+fn add(
+    list: &mut TopicPartitionList,
+    partition: &TopicPartition,
+    offset: Offset,
+) -> Result<(), KafkaError> {
+    list.add_partition_offset(
+        &partition.topic,
+        partition.partition,
+        KafkaOffset::Offset(offset),
+    )
 }
 
 fn refused(targets: &[(Arc<PartitionShared>, Offset)], error: &KafkaError) -> CommitError {
@@ -338,5 +356,7 @@ fn refused(targets: &[(Arc<PartitionShared>, Offset)], error: &KafkaError) -> Co
 
 /// Locks a mutex whose data stays consistent even if a holder panicked.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -42,6 +42,12 @@ pub mod testing;
 pub use commit::{CommitError, CommitMode};
 pub use embedded::{EmbeddedBroker, EmbeddedBrokerError};
 pub use offsets::{OffsetTracker, TrackerError};
-pub use options::{AssignmentStrategy, CommitStrategy, ConsumerOptions, OptionsError, PartitionLifecycle, StartPosition};
+pub use options::{
+    AssignmentStrategy, CommitStrategy, ConsumerOptions, OptionsError, PartitionLifecycle,
+    StartPosition,
+};
 pub use record::{Header, Offset, Record, TopicPartition};
-pub use source::{AckError, Acknowledger, ConsumerEngine, EngineError, EngineStats, PartitionStream, ShutdownSummary};
+pub use source::{
+    AckError, Acknowledger, ConsumerEngine, EngineError, EngineStats, PartitionStream,
+    ShutdownSummary,
+};

@@ -134,7 +134,10 @@ impl fmt::Debug for ConsumerOptions {
             .field("drain_timeout", &self.drain_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("assignment_strategy", &self.assignment_strategy)
-            .field("librdkafka_keys", &self.librdkafka.keys().collect::<Vec<_>>())
+            .field(
+                "librdkafka_keys",
+                &self.librdkafka.keys().collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -143,7 +146,11 @@ impl ConsumerOptions {
     /// Options for one consumer group reading `topics` from the brokers in
     /// `bootstrap_servers` (comma separated `host:port`), with every other setting at its
     /// default.
-    pub fn new<I, S>(bootstrap_servers: impl Into<String>, group_id: impl Into<String>, topics: I) -> Self
+    pub fn new<I, S>(
+        bootstrap_servers: impl Into<String>,
+        group_id: impl Into<String>,
+        topics: I,
+    ) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -271,7 +278,10 @@ impl ConsumerOptions {
     /// Checks every option without connecting; the first bad one is returned.
     pub fn validate(&self) -> Result<(), OptionsError> {
         if self.bootstrap_servers.trim().is_empty() {
-            return Err(OptionsError::new("bootstrap_servers", "must name at least one host:port"));
+            return Err(OptionsError::new(
+                "bootstrap_servers",
+                "must name at least one host:port",
+            ));
         }
         for server in self.bootstrap_servers.split(',') {
             let server = server.trim();
@@ -297,7 +307,10 @@ impl ConsumerOptions {
         }
         let ms = |d: Duration| d.as_millis();
         if !(1_000..=3_600_000).contains(&ms(self.session_timeout)) {
-            return Err(OptionsError::new("session_timeout", "must be between 1 s and 1 h"));
+            return Err(OptionsError::new(
+                "session_timeout",
+                "must be between 1 s and 1 h",
+            ));
         }
         if ms(self.heartbeat_interval) == 0 || self.heartbeat_interval >= self.session_timeout {
             return Err(OptionsError::new(
@@ -305,7 +318,8 @@ impl ConsumerOptions {
                 "must be above zero and below session_timeout",
             ));
         }
-        if self.max_poll_interval < self.session_timeout || ms(self.max_poll_interval) > 86_400_000 {
+        if self.max_poll_interval < self.session_timeout || ms(self.max_poll_interval) > 86_400_000
+        {
             return Err(OptionsError::new(
                 "max_poll_interval",
                 "must be at least session_timeout and at most 24 h",
@@ -315,26 +329,41 @@ impl ConsumerOptions {
             return Err(OptionsError::new("commit_interval", "must be above zero"));
         }
         if self.partition_buffer == 0 || self.partition_buffer > 1_000_000 {
-            return Err(OptionsError::new("partition_buffer", "must be between 1 and 1,000,000 records"));
+            return Err(OptionsError::new(
+                "partition_buffer",
+                "must be between 1 and 1,000,000 records",
+            ));
         }
         if self.prefetch_bytes < 1024 || self.prefetch_bytes > 1 << 31 {
-            return Err(OptionsError::new("prefetch_bytes", "must be between 1 KiB and 2 GiB"));
+            return Err(OptionsError::new(
+                "prefetch_bytes",
+                "must be between 1 KiB and 2 GiB",
+            ));
         }
         if ms(self.connect_timeout) == 0 {
             return Err(OptionsError::new("connect_timeout", "must be above zero"));
         }
         for (key, value) in &self.librdkafka {
             if key.trim().is_empty() {
-                return Err(OptionsError::new("librdkafka", "property names must not be empty"));
+                return Err(OptionsError::new(
+                    "librdkafka",
+                    "property names must not be empty",
+                ));
             }
-            if let Some((_, option)) = MANAGED_PROPERTIES.iter().find(|(managed, _)| managed == key) {
+            if let Some((_, option)) = MANAGED_PROPERTIES
+                .iter()
+                .find(|(managed, _)| managed == key)
+            {
                 return Err(OptionsError::new(
                     format!("librdkafka.{key}"),
                     format!("is managed by the engine; set `{option}` instead"),
                 ));
             }
             if value.is_empty() {
-                return Err(OptionsError::new(format!("librdkafka.{key}"), "must not be empty"));
+                return Err(OptionsError::new(
+                    format!("librdkafka.{key}"),
+                    "must not be empty",
+                ));
             }
         }
         Ok(())
@@ -364,7 +393,10 @@ mod tests {
     }
 
     fn key_of(options: ConsumerOptions) -> String {
-        options.validate().expect_err("options should be refused").key
+        options
+            .validate()
+            .expect_err("options should be refused")
+            .key
     }
 
     #[test]
@@ -374,24 +406,54 @@ mod tests {
 
     #[test]
     fn each_bad_option_is_named() {
-        assert_eq!(key_of(ConsumerOptions::new("", "g", ["t"])), "bootstrap_servers");
-        assert_eq!(key_of(ConsumerOptions::new("nohost", "g", ["t"])), "bootstrap_servers");
+        assert_eq!(
+            key_of(ConsumerOptions::new("", "g", ["t"])),
+            "bootstrap_servers"
+        );
+        assert_eq!(
+            key_of(ConsumerOptions::new("nohost", "g", ["t"])),
+            "bootstrap_servers"
+        );
         assert_eq!(key_of(ConsumerOptions::new("h:1", " ", ["t"])), "group_id");
-        assert_eq!(key_of(ConsumerOptions::new("h:1", "g", Vec::<String>::new())), "topics");
-        assert_eq!(key_of(ConsumerOptions::new("h:1", "g", ["bad topic"])), "topics");
+        assert_eq!(
+            key_of(ConsumerOptions::new("h:1", "g", Vec::<String>::new())),
+            "topics"
+        );
+        assert_eq!(
+            key_of(ConsumerOptions::new("h:1", "g", ["bad topic"])),
+            "topics"
+        );
         assert_eq!(key_of(valid().members(0)), "members");
-        assert_eq!(key_of(valid().session_timeout(Duration::from_millis(10))), "session_timeout");
-        assert_eq!(key_of(valid().heartbeat_interval(Duration::from_secs(60))), "heartbeat_interval");
-        assert_eq!(key_of(valid().max_poll_interval(Duration::from_secs(1))), "max_poll_interval");
-        assert_eq!(key_of(valid().commit_interval(Duration::ZERO)), "commit_interval");
+        assert_eq!(
+            key_of(valid().session_timeout(Duration::from_millis(10))),
+            "session_timeout"
+        );
+        assert_eq!(
+            key_of(valid().heartbeat_interval(Duration::from_secs(60))),
+            "heartbeat_interval"
+        );
+        assert_eq!(
+            key_of(valid().max_poll_interval(Duration::from_secs(1))),
+            "max_poll_interval"
+        );
+        assert_eq!(
+            key_of(valid().commit_interval(Duration::ZERO)),
+            "commit_interval"
+        );
         assert_eq!(key_of(valid().partition_buffer(0)), "partition_buffer");
         assert_eq!(key_of(valid().prefetch_bytes(10)), "prefetch_bytes");
-        assert_eq!(key_of(valid().connect_timeout(Duration::ZERO)), "connect_timeout");
+        assert_eq!(
+            key_of(valid().connect_timeout(Duration::ZERO)),
+            "connect_timeout"
+        );
         assert_eq!(
             key_of(valid().librdkafka("enable.auto.commit", "true")),
             "librdkafka.enable.auto.commit"
         );
-        assert_eq!(key_of(valid().librdkafka("security.protocol", "")), "librdkafka.security.protocol");
+        assert_eq!(
+            key_of(valid().librdkafka("security.protocol", "")),
+            "librdkafka.security.protocol"
+        );
     }
 
     #[test]

@@ -18,9 +18,10 @@ const WINDOW: usize = 25;
 async fn a_stalled_handler_keeps_the_engine_within_its_bound(broker: TestBroker) {
     let topic = topic_with_records(&broker, PARTITIONS, PER_PARTITION).await;
     let group = unique_name("backpressure");
-    let mut engine = ConsumerEngine::start(options(&broker, &group, &topic).partition_buffer(WINDOW))
-        .await
-        .unwrap();
+    let mut engine =
+        ConsumerEngine::start(options(&broker, &group, &topic).partition_buffer(WINDOW))
+            .await
+            .unwrap();
     let mut streams = Vec::new();
     for _ in 0..PARTITIONS {
         streams.push(engine.next_partition().await.unwrap());
@@ -36,7 +37,9 @@ async fn a_stalled_handler_keeps_the_engine_within_its_bound(broker: TestBroker)
     let mut taken = Vec::new();
     for stream in &mut streams {
         let mut records = Vec::new();
-        while let Ok(Some(record)) = tokio::time::timeout(Duration::from_millis(200), stream.next()).await {
+        while let Ok(Some(record)) =
+            tokio::time::timeout(Duration::from_millis(200), stream.next()).await
+        {
             records.push(record);
         }
         taken.push(records);
@@ -46,11 +49,26 @@ async fn a_stalled_handler_keeps_the_engine_within_its_bound(broker: TestBroker)
     let stats = engine.stats();
     let bound = WINDOW * PARTITIONS as usize;
     assert_eq!(stats.held_bound, bound);
-    assert!(stats.fetched as usize <= bound, "fetched {} records with a bound of {bound}", stats.fetched);
-    assert!(stats.peak_held <= bound, "held {} records with a bound of {bound}", stats.peak_held);
-    assert_eq!(stats.paused_partitions, PARTITIONS as usize, "full partitions are paused");
+    assert!(
+        stats.fetched as usize <= bound,
+        "fetched {} records with a bound of {bound}",
+        stats.fetched
+    );
+    assert!(
+        stats.peak_held <= bound,
+        "held {} records with a bound of {bound}",
+        stats.peak_held
+    );
+    assert_eq!(
+        stats.paused_partitions, PARTITIONS as usize,
+        "full partitions are paused"
+    );
     for records in &taken {
-        assert_eq!(records.len(), WINDOW, "each partition delivers exactly its window");
+        assert_eq!(
+            records.len(),
+            WINDOW,
+            "each partition delivers exactly its window"
+        );
     }
     assert!((stats.fetched as usize) < PER_PARTITION * PARTITIONS as usize / 10);
 
@@ -70,7 +88,11 @@ async fn a_stalled_handler_keeps_the_engine_within_its_bound(broker: TestBroker)
     }
     assert_eq!(processed, PER_PARTITION * PARTITIONS as usize);
     let stats = engine.stats();
-    assert!(stats.peak_held <= bound, "held {} records with a bound of {bound}", stats.peak_held);
+    assert!(
+        stats.peak_held <= bound,
+        "held {} records with a bound of {bound}",
+        stats.peak_held
+    );
     eventually("every partition resumed", Duration::from_secs(10), || {
         let paused = engine.stats().paused_partitions;
         async move { paused == 0 }
@@ -85,7 +107,8 @@ mod embedded {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stalled_handler_keeps_the_engine_within_its_bound() {
         super::init_tracing();
-        super::a_stalled_handler_keeps_the_engine_within_its_bound(super::TestBroker::embedded()).await;
+        super::a_stalled_handler_keeps_the_engine_within_its_bound(super::TestBroker::embedded())
+            .await;
     }
 }
 
@@ -93,6 +116,7 @@ mod tansu {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stalled_handler_keeps_the_engine_within_its_bound() {
         super::init_tracing();
-        super::a_stalled_handler_keeps_the_engine_within_its_bound(super::TestBroker::tansu()).await;
+        super::a_stalled_handler_keeps_the_engine_within_its_bound(super::TestBroker::tansu())
+            .await;
     }
 }

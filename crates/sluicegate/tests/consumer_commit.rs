@@ -18,9 +18,11 @@ async fn commit_then_restart_resumes_at_the_committed_offset(broker: TestBroker)
     let group = unique_name("resume");
     let bootstrap = broker.bootstrap_servers();
 
-    let mut first = ConsumerEngine::start(options(&broker, &group, &topic).commit_strategy(CommitStrategy::Manual))
-        .await
-        .unwrap();
+    let mut first = ConsumerEngine::start(
+        options(&broker, &group, &topic).commit_strategy(CommitStrategy::Manual),
+    )
+    .await
+    .unwrap();
     let mut stream = first.next_partition().await.unwrap();
     let acks = stream.acknowledger();
     for expected in 0..5 {
@@ -29,15 +31,26 @@ async fn commit_then_restart_resumes_at_the_committed_offset(broker: TestBroker)
         acks.ack(record.offset).await.unwrap();
     }
     assert_eq!(acks.commit(5, CommitMode::Sync).await.unwrap(), Some(5));
-    assert_eq!(committed_offset(&bootstrap, &group, &topic, 0).await, Some(5));
+    assert_eq!(
+        committed_offset(&bootstrap, &group, &topic, 0).await,
+        Some(5)
+    );
     let summary = first.shutdown().await;
     assert_eq!(summary.undrained, 0);
-    assert_eq!(committed_offset(&bootstrap, &group, &topic, 0).await, Some(5));
+    assert_eq!(
+        committed_offset(&bootstrap, &group, &topic, 0).await,
+        Some(5)
+    );
 
-    let mut second = ConsumerEngine::start(options(&broker, &group, &topic)).await.unwrap();
+    let mut second = ConsumerEngine::start(options(&broker, &group, &topic))
+        .await
+        .unwrap();
     let mut stream = second.next_partition().await.unwrap();
     let record = next_record(&mut stream, WAIT).await;
-    assert_eq!(record.offset, 5, "resumed inside the producer batch at the committed offset");
+    assert_eq!(
+        record.offset, 5,
+        "resumed inside the producer batch at the committed offset"
+    );
     assert_eq!(record.value.as_deref(), Some(&b"0-5"[..]));
     second.shutdown().await;
 }
@@ -48,9 +61,11 @@ async fn out_of_order_acks_commit_the_contiguous_prefix(broker: TestBroker) {
     let topic = topic_with_records(&broker, 1, 6).await;
     let group = unique_name("order");
     let bootstrap = broker.bootstrap_servers();
-    let mut engine = ConsumerEngine::start(options(&broker, &group, &topic).commit_strategy(CommitStrategy::Manual))
-        .await
-        .unwrap();
+    let mut engine = ConsumerEngine::start(
+        options(&broker, &group, &topic).commit_strategy(CommitStrategy::Manual),
+    )
+    .await
+    .unwrap();
     let mut stream = engine.next_partition().await.unwrap();
     let acks = stream.acknowledger();
     for expected in 0..6 {
@@ -59,13 +74,19 @@ async fn out_of_order_acks_commit_the_contiguous_prefix(broker: TestBroker) {
     acks.ack(0).await.unwrap();
     for offset in [5, 3, 4] {
         acks.ack(offset).await.unwrap();
-        assert_eq!(acks.commit(100, CommitMode::Sync).await.unwrap(), if offset == 5 { Some(1) } else { None });
+        assert_eq!(
+            acks.commit(100, CommitMode::Sync).await.unwrap(),
+            if offset == 5 { Some(1) } else { None }
+        );
     }
     acks.ack(1).await.unwrap();
     assert_eq!(acks.commit(100, CommitMode::Sync).await.unwrap(), Some(2));
     acks.ack(2).await.unwrap();
     assert_eq!(acks.commit(100, CommitMode::Sync).await.unwrap(), Some(6));
-    assert_eq!(committed_offset(&bootstrap, &group, &topic, 0).await, Some(6));
+    assert_eq!(
+        committed_offset(&bootstrap, &group, &topic, 0).await,
+        Some(6)
+    );
     engine.shutdown().await;
 }
 
@@ -75,9 +96,10 @@ async fn interval_strategy_commits_within_an_interval(broker: TestBroker) {
     let group = unique_name("interval");
     let bootstrap = broker.bootstrap_servers();
     let interval = Duration::from_millis(500);
-    let mut engine = ConsumerEngine::start(options(&broker, &group, &topic).commit_interval(interval))
-        .await
-        .unwrap();
+    let mut engine =
+        ConsumerEngine::start(options(&broker, &group, &topic).commit_interval(interval))
+            .await
+            .unwrap();
     let mut stream = engine.next_partition().await.unwrap();
     let acks = stream.acknowledger();
     for _ in 0..20 {
@@ -92,10 +114,16 @@ async fn interval_strategy_commits_within_an_interval(broker: TestBroker) {
     .await;
     let took = acked_at.elapsed();
     // One interval plus the broker's round trip and our 50 ms polling; generous for CI noise.
-    assert!(took < interval * 4, "interval commit took {took:?} with a {interval:?} interval");
+    assert!(
+        took < interval * 4,
+        "interval commit took {took:?} with a {interval:?} interval"
+    );
     // The broker's answer reaches the engine's counters through the poll thread.
     let stats_engine = &engine;
-    eventually("the commit to be counted", WAIT, || async move { stats_engine.stats().commits >= 1 }).await;
+    eventually("the commit to be counted", WAIT, || async move {
+        stats_engine.stats().commits >= 1
+    })
+    .await;
     engine.shutdown().await;
 }
 
@@ -105,9 +133,11 @@ async fn sync_strategy_commits_before_the_next_record(broker: TestBroker) {
     let topic = topic_with_records(&broker, 1, 5).await;
     let group = unique_name("sync");
     let bootstrap = broker.bootstrap_servers();
-    let mut engine = ConsumerEngine::start(options(&broker, &group, &topic).commit_strategy(CommitStrategy::Sync))
-        .await
-        .unwrap();
+    let mut engine = ConsumerEngine::start(
+        options(&broker, &group, &topic).commit_strategy(CommitStrategy::Sync),
+    )
+    .await
+    .unwrap();
     let mut stream = engine.next_partition().await.unwrap();
     let acks = stream.acknowledger();
     for expected in 0..5 {
@@ -115,7 +145,10 @@ async fn sync_strategy_commits_before_the_next_record(broker: TestBroker) {
         assert_eq!(record.offset, expected);
         acks.ack(record.offset).await.unwrap();
         assert_eq!(acks.committed(), Some(expected + 1));
-        assert_eq!(committed_offset(&bootstrap, &group, &topic, 0).await, Some(expected + 1));
+        assert_eq!(
+            committed_offset(&bootstrap, &group, &topic, 0).await,
+            Some(expected + 1)
+        );
     }
     engine.shutdown().await;
 }
@@ -143,7 +176,10 @@ async fn manual_strategy_commits_only_what_was_triggered(broker: TestBroker) {
     assert_eq!(committed_offset(&bootstrap, &group, &topic, 0).await, None);
     assert_eq!(acks.commit(4, CommitMode::Sync).await.unwrap(), Some(4));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(committed_offset(&bootstrap, &group, &topic, 0).await, Some(4));
+    assert_eq!(
+        committed_offset(&bootstrap, &group, &topic, 0).await,
+        Some(4)
+    );
     assert_eq!(acks.commit(7, CommitMode::Async).await.unwrap(), Some(7));
     eventually("the async manual commit of 7", WAIT, || {
         let (bootstrap, group, topic) = (bootstrap.clone(), group.clone(), topic.clone());

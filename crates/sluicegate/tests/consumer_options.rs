@@ -17,9 +17,18 @@ async fn bad_options_are_named_without_connecting() {
     init_tracing();
     let cases: Vec<(ConsumerOptions, &str)> = vec![
         (ConsumerOptions::new(NOWHERE, "", ["t"]), "group_id"),
-        (ConsumerOptions::new(NOWHERE, "g", ["not a topic"]), "topics"),
-        (ConsumerOptions::new(NOWHERE, "g", ["t"]).partition_buffer(0), "partition_buffer"),
-        (ConsumerOptions::new(NOWHERE, "g", ["t"]).members(0), "members"),
+        (
+            ConsumerOptions::new(NOWHERE, "g", ["not a topic"]),
+            "topics",
+        ),
+        (
+            ConsumerOptions::new(NOWHERE, "g", ["t"]).partition_buffer(0),
+            "partition_buffer",
+        ),
+        (
+            ConsumerOptions::new(NOWHERE, "g", ["t"]).members(0),
+            "members",
+        ),
         (
             ConsumerOptions::new(NOWHERE, "g", ["t"]).librdkafka("group.id", "other"),
             "librdkafka.group.id",
@@ -30,7 +39,10 @@ async fn bad_options_are_named_without_connecting() {
         match ConsumerEngine::start(options).await {
             Err(EngineError::Options(error)) => {
                 assert_eq!(error.key, key);
-                assert!(error.to_string().contains(key), "message names the key: {error}");
+                assert!(
+                    error.to_string().contains(key),
+                    "message names the key: {error}"
+                );
             }
             Err(other) => panic!("expected an options error naming {key}, got {other}"),
             Ok(_) => panic!("expected an options error naming {key}, the engine started"),
@@ -46,13 +58,18 @@ async fn an_unreachable_broker_fails_after_the_connect_timeout() {
     let options = ConsumerOptions::new(NOWHERE, "g", ["t"]).connect_timeout(Duration::from_secs(2));
     let started = Instant::now();
     match ConsumerEngine::start(options).await {
-        Err(EngineError::BrokerUnreachable { bootstrap_servers, .. }) => assert_eq!(bootstrap_servers, NOWHERE),
+        Err(EngineError::BrokerUnreachable {
+            bootstrap_servers, ..
+        }) => assert_eq!(bootstrap_servers, NOWHERE),
         Err(other) => panic!("expected BrokerUnreachable, got {other}"),
         Ok(_) => panic!("expected BrokerUnreachable, the engine started"),
     }
     let waited = started.elapsed();
     assert!(waited >= Duration::from_secs(2), "gave up after {waited:?}");
-    assert!(waited < Duration::from_secs(15), "kept trying for {waited:?}");
+    assert!(
+        waited < Duration::from_secs(15),
+        "kept trying for {waited:?}"
+    );
 }
 
 async fn a_missing_topic_is_named(broker: TestBroker) {

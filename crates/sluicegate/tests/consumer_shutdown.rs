@@ -21,9 +21,11 @@ async fn shutdown_drains_then_commits(broker: TestBroker) {
     let topic = topic_with_records(&broker, 1, 20).await;
     let group = unique_name("drain");
     let bootstrap = broker.bootstrap_servers();
-    let mut engine = ConsumerEngine::start(options(&broker, &group, &topic).drain_timeout(Duration::from_secs(3)))
-        .await
-        .unwrap();
+    let mut engine = ConsumerEngine::start(
+        options(&broker, &group, &topic).drain_timeout(Duration::from_secs(3)),
+    )
+    .await
+    .unwrap();
     let mut stream = engine.next_partition().await.unwrap();
     let acks = stream.acknowledger();
     let mut in_flight: Vec<Record> = Vec::new();
@@ -42,8 +44,14 @@ async fn shutdown_drains_then_commits(broker: TestBroker) {
     });
     let summary = engine.shutdown().await;
     assert_eq!(summary.undrained, 2);
-    assert_eq!(summary.committed.values().copied().collect::<Vec<_>>(), vec![6]);
-    assert_eq!(committed_offset(&bootstrap, &group, &topic, 0).await, Some(6));
+    assert_eq!(
+        summary.committed.values().copied().collect::<Vec<_>>(),
+        vec![6]
+    );
+    assert_eq!(
+        committed_offset(&bootstrap, &group, &topic, 0).await,
+        Some(6)
+    );
     assert!(stream.next().await.is_none(), "the stream ends at shutdown");
     late_acks.await.unwrap();
 }
@@ -84,7 +92,14 @@ async fn a_killed_member_loses_nothing(broker: TestBroker) {
     let group = unique_name("kill");
     let bootstrap = broker.bootstrap_servers();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_member", "--ignored", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "child_member",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env("CHILD_BOOTSTRAP", &bootstrap)
         .env("CHILD_GROUP", &group)
         .env("CHILD_TOPIC", &topic)
@@ -98,7 +113,10 @@ async fn a_killed_member_loses_nothing(broker: TestBroker) {
         // libtest prints "test child_member ... " without a newline before the test's output.
         if let Some((_, rest)) = line.split_once("processed ") {
             let (partition, offset) = rest.split_once(' ').unwrap();
-            processed.insert((partition.parse::<i32>().unwrap(), offset.parse::<i64>().unwrap()));
+            processed.insert((
+                partition.parse::<i32>().unwrap(),
+                offset.parse::<i64>().unwrap(),
+            ));
         }
     };
     let kill_after = PARTITIONS as usize * PER_PARTITION / 3;
@@ -113,11 +131,18 @@ async fn a_killed_member_loses_nothing(broker: TestBroker) {
     }
     let processed_by_child = processed.len();
 
-    let mut engine = ConsumerEngine::start(options(&broker, &group, &topic)).await.unwrap();
+    let mut engine = ConsumerEngine::start(options(&broker, &group, &topic))
+        .await
+        .unwrap();
     let mut duplicates = 0;
     let mut streams = Vec::new();
     for _ in 0..PARTITIONS {
-        streams.push(tokio::time::timeout(WAIT, engine.next_partition()).await.unwrap().unwrap());
+        streams.push(
+            tokio::time::timeout(WAIT, engine.next_partition())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
     }
     for stream in &mut streams {
         let acks = stream.acknowledger();

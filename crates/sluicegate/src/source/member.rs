@@ -71,11 +71,16 @@ impl ClientContext for MemberContext {}
 
 impl ConsumerContext for MemberContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        self.member.counters.rebalances.fetch_add(1, Ordering::Relaxed);
+        self.member
+            .counters
+            .rebalances
+            .fetch_add(1, Ordering::Relaxed);
         match rebalance {
             Rebalance::Assign(list) => self.member.assign(list),
             Rebalance::Revoke(list) => self.member.revoke(consumer, list),
-            Rebalance::Error(error) => tracing::warn!(member = %self.member.name, %error, "rebalance error"),
+            Rebalance::Error(error) => {
+                tracing::warn!(member = %self.member.name, %error, "rebalance error")
+            }
         }
     }
 }
@@ -90,7 +95,10 @@ impl MemberShared {
         let mut outlets = commit::lock(&self.outlets);
         for element in list.elements() {
             let partition = TopicPartition::new(element.topic(), element.partition());
-            if outlets.iter().any(|outlet| outlet.shared.partition == partition) {
+            if outlets
+                .iter()
+                .any(|outlet| outlet.shared.partition == partition)
+            {
                 continue;
             }
             let shared = Arc::new(PartitionShared::new(partition.clone()));
@@ -102,14 +110,21 @@ impl MemberShared {
                 held_back: VecDeque::new(),
                 paused: false,
             });
-            let stream = PartitionStream::new(shared, receiver, committer.clone(), self.options.commit_strategy);
+            let stream = PartitionStream::new(
+                shared,
+                receiver,
+                committer.clone(),
+                self.options.commit_strategy,
+            );
             if self.streams.send(stream).is_err() {
                 tracing::debug!(member = %self.name, %partition, "nobody takes partition streams");
             }
             assigned.push(partition);
         }
         drop(outlets);
-        self.counters.assigned.fetch_add(assigned.len(), Ordering::Relaxed);
+        self.counters
+            .assigned
+            .fetch_add(assigned.len(), Ordering::Relaxed);
         tracing::info!(member = %self.name, partitions = ?assigned, "partitions assigned");
         if let Some(lifecycle) = &self.options.lifecycle {
             lifecycle.on_assign(&assigned);
@@ -188,7 +203,9 @@ impl MemberShared {
                 .retired_acked
                 .fetch_add(shared.acked.load(Ordering::Relaxed), Ordering::Relaxed);
         }
-        self.counters.assigned.fetch_sub(closing.len(), Ordering::Relaxed);
+        self.counters
+            .assigned
+            .fetch_sub(closing.len(), Ordering::Relaxed);
         closing
             .iter()
             .map(|shared| {
@@ -255,7 +272,10 @@ pub(crate) fn client_config(options: &ConsumerOptions) -> ClientConfig {
         .set("max.poll.interval.ms", millis(options.max_poll_interval))
         // Prefetch is bounded by bytes; the demand window bounds what the application holds.
         // A small backoff keeps the fetcher busy without the one-second stalls of the default.
-        .set("queued.max.messages.kbytes", (options.prefetch_bytes / 1024).to_string())
+        .set(
+            "queued.max.messages.kbytes",
+            (options.prefetch_bytes / 1024).to_string(),
+        )
         .set("queued.min.messages", "100000")
         .set("fetch.queue.backoff.ms", "5")
         // A resumed partition waits for the fetch in flight; the default 500 ms long poll made
@@ -286,7 +306,9 @@ pub(crate) fn start(
         committer: Mutex::default(),
     });
     let consumer: BaseConsumer<MemberContext> = client_config(&options)
-        .create_with_context(MemberContext { member: member.clone() })
+        .create_with_context(MemberContext {
+            member: member.clone(),
+        })
         .map_err(|error| super::EngineError::Client(error.to_string()))?;
     let consumer = Arc::new(consumer);
     let commit_thread = CommitThread::spawn(
@@ -315,7 +337,11 @@ pub(crate) fn start(
             .spawn(move || PollLoop { consumer, member }.run(&stop, commit_thread))
             .map_err(|error| super::EngineError::Client(error.to_string()))?
     };
-    Ok(Member { stop, thread, registry })
+    Ok(Member {
+        stop,
+        thread,
+        registry,
+    })
 }
 
 struct PollLoop {
@@ -328,10 +354,16 @@ impl PollLoop {
         let window = self.member.options.partition_buffer;
         while !stop.load(Ordering::Acquire) {
             let any_paused = self.resume_drained(window);
-            let timeout = if any_paused { POLL_WHILE_PAUSED } else { POLL_IDLE };
+            let timeout = if any_paused {
+                POLL_WHILE_PAUSED
+            } else {
+                POLL_IDLE
+            };
             match self.consumer.poll(timeout) {
                 Some(Ok(message)) => self.dispatch(&message, window),
-                Some(Err(error)) => tracing::warn!(member = %self.member.name, %error, "consumer error"),
+                Some(Err(error)) => {
+                    tracing::warn!(member = %self.member.name, %error, "consumer error")
+                }
                 None => {}
             }
         }
@@ -343,11 +375,15 @@ impl PollLoop {
     fn dispatch(&self, message: &BorrowedMessage<'_>, window: usize) {
         self.member.counters.fetched.fetch_add(1, Ordering::Relaxed);
         let mut outlets = commit::lock(&self.member.outlets);
-        let Some(outlet) = outlets
-            .iter_mut()
-            .find(|outlet| outlet.shared.partition.partition == message.partition() && outlet.shared.partition.topic == message.topic())
-        else {
-            tracing::debug!(topic = message.topic(), partition = message.partition(), "record for an unassigned partition dropped");
+        let Some(outlet) = outlets.iter_mut().find(|outlet| {
+            outlet.shared.partition.partition == message.partition()
+                && outlet.shared.partition.topic == message.topic()
+        }) else {
+            tracing::debug!(
+                topic = message.topic(),
+                partition = message.partition(),
+                "record for an unassigned partition dropped"
+            );
             return;
         };
         let record = to_record(message);
@@ -401,7 +437,10 @@ impl PollLoop {
 
     fn set_paused(&self, outlet: &mut Outlet, paused: bool) {
         let mut list = TopicPartitionList::new();
-        list.add_partition(&outlet.shared.partition.topic, outlet.shared.partition.partition);
+        list.add_partition(
+            &outlet.shared.partition.topic,
+            outlet.shared.partition.partition,
+        );
         let result = if paused {
             self.consumer.pause(&list)
         } else {
@@ -416,7 +455,9 @@ impl PollLoop {
                     self.member.counters.paused.fetch_sub(1, Ordering::Relaxed);
                 }
             }
-            Err(error) => tracing::warn!(partition = %outlet.shared.partition, %error, paused, "pause/resume failed"),
+            Err(error) => {
+                tracing::warn!(partition = %outlet.shared.partition, %error, paused, "pause/resume failed")
+            }
         }
     }
 

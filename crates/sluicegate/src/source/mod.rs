@@ -123,7 +123,14 @@ impl ConsumerEngine {
         let start_counters = counters.clone();
         let members = tokio::task::spawn_blocking(move || {
             (0..start_options.members)
-                .map(|index| member::start(index, start_options.clone(), start_counters.clone(), streams_tx.clone()))
+                .map(|index| {
+                    member::start(
+                        index,
+                        start_options.clone(),
+                        start_counters.clone(),
+                        streams_tx.clone(),
+                    )
+                })
                 .collect::<Result<Vec<_>, _>>()
         })
         .await
@@ -146,7 +153,11 @@ impl ConsumerEngine {
     /// (the factory form). A subscriber ends when its stream ends, on revoke or shutdown; it
     /// should acknowledge what it took before returning. After this call
     /// [`next_partition`](Self::next_partition) returns `None`.
-    pub fn spawn_subscribers<A, F, Fut>(&mut self, args: A, subscriber: F) -> tokio::task::JoinHandle<()>
+    pub fn spawn_subscribers<A, F, Fut>(
+        &mut self,
+        args: A,
+        subscriber: F,
+    ) -> tokio::task::JoinHandle<()>
     where
         A: Clone + Send + 'static,
         F: Fn(PartitionStream, A) -> Fut + Send + 'static,
@@ -223,10 +234,9 @@ fn check_cluster(options: &ConsumerOptions) -> Result<(), EngineError> {
         }
     };
     for topic in &options.topics {
-        let exists = metadata
-            .topics()
-            .iter()
-            .any(|known| known.name() == topic && known.error().is_none() && !known.partitions().is_empty());
+        let exists = metadata.topics().iter().any(|known| {
+            known.name() == topic && known.error().is_none() && !known.partitions().is_empty()
+        });
         if !exists {
             return Err(EngineError::TopicNotFound {
                 topic: topic.clone(),

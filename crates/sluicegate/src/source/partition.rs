@@ -85,7 +85,9 @@ impl PartitionShared {
     /// Locks the state. A poisoned lock only means another thread panicked mid-update of plain
     /// counters; the tracker stays consistent, so the state is used as it is.
     pub fn state(&self) -> MutexGuard<'_, PartitionState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Stops delivery: records still buffered are discarded when the stream sees them.
@@ -237,10 +239,13 @@ impl Acknowledger {
             if state.released {
                 return Err(AckError::Revoked(self.shared.partition.clone()));
             }
-            let advanced = state.tracker.ack(offset).map_err(|source| AckError::Offset {
-                partition: self.shared.partition.clone(),
-                source,
-            })?;
+            let advanced = state
+                .tracker
+                .ack(offset)
+                .map_err(|source| AckError::Offset {
+                    partition: self.shared.partition.clone(),
+                    source,
+                })?;
             if state.tracker.is_drained() {
                 self.shared.drained.notify_all();
             }
@@ -264,7 +269,11 @@ impl Acknowledger {
     ///
     /// With [`CommitMode::Async`] it returns once the commit is sent; its outcome is logged
     /// and counted.
-    pub async fn commit(&self, offset: Offset, mode: CommitMode) -> Result<Option<Offset>, AckError> {
+    pub async fn commit(
+        &self,
+        offset: Offset,
+        mode: CommitMode,
+    ) -> Result<Option<Offset>, AckError> {
         let target = {
             let state = self.shared.state();
             if state.released {

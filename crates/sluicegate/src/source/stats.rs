@@ -36,7 +36,11 @@ pub struct EngineStats {
     pub commit_errors: u64,
 }
 
-pub(super) fn snapshot(counters: &EngineCounters, members: &[Member], partition_buffer: usize) -> EngineStats {
+pub(super) fn snapshot(
+    counters: &EngineCounters,
+    members: &[Member],
+    partition_buffer: usize,
+) -> EngineStats {
     let mut stats = EngineStats {
         fetched: counters.fetched.load(Ordering::Relaxed),
         delivered: counters.retired_delivered.load(Ordering::Relaxed),
