@@ -1,0 +1,165 @@
+//! `sluice dev-broker`: the embedded broker (librdkafka's mock cluster) as a process of its own,
+//! for local development and for benchmarks that must not count the broker's memory.
+//!
+//! The first line of stdout is the bootstrap address and nothing else, written once the topics
+//! exist, so a script can read it and connect at once.
+
+use std::io::Read as _;
+use std::str::FromStr;
+
+use anyhow::Context as _;
+use clap::Args;
+use sluicegate::EmbeddedBroker;
+use tokio::sync::mpsc;
+
+use crate::out;
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Limits: the embedded broker keeps at most 5 MiB and 100,000 record batches per \
+partition and silently drops the oldest batches beyond that, so a consumer that starts late may find \
+records (and its committed offset) gone. Keep each partition's data below that, or consume while \
+producing. It has no CreateTopics API: create topics with --topic (a client asking for an unknown \
+topic's metadata auto-creates it with 4 partitions).
+
+The first line of stdout is the bootstrap address (for example 127.0.0.1:39541), printed once the \
+topics exist. Runs until SIGINT or SIGTERM."
+)]
+pub struct DevBrokerArgs {
+    /// Brokers in the cluster.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=16))]
+    brokers: i32,
+    /// A topic to create, as NAME:PARTITIONS (NAME alone: 1 partition); repeat for more.
+    #[arg(long = "topic", value_name = "NAME:PARTITIONS")]
+    topics: Vec<TopicSpec>,
+    /// Print only the bootstrap address: no banner on stderr.
+    #[arg(long)]
+    print_bootstrap_only: bool,
+    /// Also stop when stdin reaches end of file (used when `sluice` runs it as a child, so it
+    /// never outlives its parent).
+    #[arg(long, hide = true)]
+    exit_on_stdin_close: bool,
+}
+
+/// A topic given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+}
+
+impl FromStr for TopicSpec {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let (name, partitions) = match spec.rsplit_once(':') {
+            Some((name, partitions)) => {
+                let partitions = partitions
+                    .parse::<i32>()
+                    .ok()
+                    .filter(|partitions| (1..=100_000).contains(partitions))
+                    .ok_or_else(|| {
+                        format!("`{partitions}` is not a partition count from 1 to 100000")
+                    })?;
+                (name, partitions)
+            }
+            None => (spec, 1),
+        };
+        let valid = name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if name.is_empty() || name.len() > 249 || !valid || name == "." || name == ".." {
+            return Err(format!(
+                "`{name}` is not a valid topic name (1-249 characters of a-z A-Z 0-9 . _ -)"
+            ));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            partitions,
+        })
+    }
+}
+
+pub fn run(args: DevBrokerArgs) -> anyhow::Result<()> {
+    let broker =
+        EmbeddedBroker::start(args.brokers).context("could not start the embedded broker")?;
+    for topic in &args.topics {
+        broker
+            .create_topic(&topic.name, topic.partitions)
+            .with_context(|| format!("could not create topic `{}`", topic.name))?;
+    }
+    let bootstrap = broker.bootstrap_servers();
+    out!("{bootstrap}")?;
+    if !args.print_bootstrap_only {
+        eprintln!(
+            "sluice dev-broker: {} broker(s) at {bootstrap} (bootstrap.servers={bootstrap})",
+            args.brokers
+        );
+        for topic in &args.topics {
+            eprintln!(
+                "  topic {} with {} partition(s)",
+                topic.name, topic.partitions
+            );
+        }
+        eprintln!("  keeps at most 5 MiB and 100,000 record batches per partition; Ctrl-C to stop");
+    }
+    let reason = crate::runtime()?.block_on(wait_for_stop(args.exit_on_stdin_close))?;
+    if !args.print_bootstrap_only {
+        eprintln!("sluice dev-broker: stopping ({reason})");
+    }
+    drop(broker);
+    Ok(())
+}
+
+/// Waits for SIGINT, SIGTERM or (optionally) the end of stdin; returns which.
+async fn wait_for_stop(watch_stdin: bool) -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("could not listen for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("could not listen for SIGTERM")?;
+    let (stdin_closed, mut stdin_closed_rx) = mpsc::channel::<()>(1);
+    // Without the watcher, this sender stays alive (and silent) until we return.
+    let _idle_sender = if watch_stdin {
+        // A plain thread: reading stdin blocks, and it must not hold a runtime worker.
+        std::thread::Builder::new()
+            .name("stdin-watch".to_owned())
+            .spawn(move || {
+                let mut sink = [0u8; 256];
+                let mut stdin = std::io::stdin().lock();
+                while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+                let _ = stdin_closed.blocking_send(());
+            })
+            .context("could not start the stdin watcher")?;
+        None
+    } else {
+        Some(stdin_closed)
+    };
+    Ok(tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+        Some(()) = stdin_closed_rx.recv() => "stdin closed",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_topic_specs() {
+        assert_eq!(
+            "orders:8".parse::<TopicSpec>(),
+            Ok(TopicSpec {
+                name: "orders".into(),
+                partitions: 8
+            })
+        );
+        assert_eq!(
+            "orders".parse::<TopicSpec>().map(|spec| spec.partitions),
+            Ok(1)
+        );
+        assert!("orders:0".parse::<TopicSpec>().is_err());
+        assert!("orders:x".parse::<TopicSpec>().is_err());
+        assert!("bad name:3".parse::<TopicSpec>().is_err());
+        assert!(":3".parse::<TopicSpec>().is_err());
+    }
+}

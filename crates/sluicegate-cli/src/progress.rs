@@ -1,0 +1,115 @@
+//! Progress on stderr: a bar on a terminal, a plain line every few seconds otherwise (logs,
+//! CI), so piped output stays readable.
+
+use std::io::IsTerminal as _;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Interval between plain progress lines when stderr is not a terminal.
+const PLAIN_EVERY: Duration = Duration::from_secs(2);
+
+/// Progress of one phase (e.g. "producing") towards a known total.
+pub struct Progress {
+    phase: &'static str,
+    total: u64,
+    started: Instant,
+    view: View,
+}
+
+enum View {
+    Bar(ProgressBar),
+    Lines { last_line: Instant },
+}
+
+impl Progress {
+    pub fn new(phase: &'static str, total: u64) -> Self {
+        let view = if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template(
+                "{prefix:>10} [{bar:40}] {human_pos}/{human_len} ({per_sec}, {elapsed})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar.set_prefix(phase);
+            View::Bar(bar)
+        } else {
+            View::Lines {
+                last_line: Instant::now(),
+            }
+        };
+        Self {
+            phase,
+            total,
+            started: Instant::now(),
+            view,
+        }
+    }
+
+    /// Reports `done` records so far.
+    pub fn update(&mut self, done: u64) {
+        match &mut self.view {
+            View::Bar(bar) => bar.set_position(done),
+            View::Lines { last_line } => {
+                if last_line.elapsed() >= PLAIN_EVERY {
+                    *last_line = Instant::now();
+                    eprintln!("{}", self.line(done));
+                }
+            }
+        }
+    }
+
+    /// Ends the phase at `done` records.
+    pub fn finish(self, done: u64) {
+        match self.view {
+            View::Bar(bar) => {
+                bar.set_position(done);
+                bar.finish();
+            }
+            View::Lines { .. } => eprintln!("{}", self.line(done)),
+        }
+    }
+
+    fn line(&self, done: u64) -> String {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let rate = if seconds > 0.0 {
+            done as f64 / seconds
+        } else {
+            0.0
+        };
+        format!(
+            "{}: {} / {} records ({} records/s, {seconds:.1} s)",
+            self.phase,
+            thousands(done),
+            thousands(self.total),
+            thousands(rate as u64)
+        )
+    }
+}
+
+/// Formats an integer with thousands separators: `1234567` → `1,234,567`.
+pub fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thousands;
+
+    #[test]
+    fn groups_digits() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+}
