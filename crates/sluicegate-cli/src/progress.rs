@@ -1,10 +1,11 @@
 //! Progress on stderr: a bar on a terminal, a plain line every few seconds otherwise (logs,
 //! CI), so piped output stays readable.
 
+use std::fmt;
 use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 /// Interval between plain progress lines when stderr is not a terminal.
 const PLAIN_EVERY: Duration = Duration::from_secs(2);
@@ -27,9 +28,12 @@ impl Progress {
         let view = if std::io::stderr().is_terminal() {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
-                "{prefix:>10} [{bar:40}] {human_pos}/{human_len} ({per_sec}, {elapsed})",
+                "{prefix:>10} [{bar:40}] {human_pos}/{human_len} ({rate} records/s, {elapsed})",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .with_key("rate", |state: &ProgressState, out: &mut dyn fmt::Write| {
+                let _ = out.write_str(&thousands(state.per_sec() as u64));
+            })
             .progress_chars("=> ");
             bar.set_style(style);
             bar.set_prefix(phase);
