@@ -221,7 +221,9 @@ impl ConsumerOptions {
     }
 
     /// The demand window: records a partition may have buffered or in flight (delivered and
-    /// not yet acknowledged) before the engine stops fetching it (default 1,000).
+    /// not yet acknowledged) (default 1,000). When it is full, the engine holds back up to a
+    /// quarter window more and then pauses the partition until the window drains below half;
+    /// so a partition never holds more than 1.25 × this many records.
     pub fn partition_buffer(mut self, records: usize) -> Self {
         self.partition_buffer = records;
         self

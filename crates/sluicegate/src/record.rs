@@ -4,6 +4,7 @@
 //! their tests work on these values alone.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// A position in a partition. Kafka offsets are signed 64-bit integers.
 pub type Offset = i64;
@@ -45,8 +46,8 @@ pub struct Header {
 /// An owned Kafka record, detached from the client that fetched it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    /// Topic the record was read from.
-    pub topic: String,
+    /// Topic the record was read from (shared by all records of a partition).
+    pub topic: Arc<str>,
     /// Partition the record was read from.
     pub partition: i32,
     /// Offset of the record in its partition.
@@ -64,6 +65,6 @@ pub struct Record {
 impl Record {
     /// The partition this record belongs to.
     pub fn topic_partition(&self) -> TopicPartition {
-        TopicPartition::new(self.topic.clone(), self.partition)
+        TopicPartition::new(&*self.topic, self.partition)
     }
 }

@@ -23,10 +23,19 @@ use crate::options::{AssignmentStrategy, ConsumerOptions, StartPosition};
 use crate::record::{Header, Offset, Record, TopicPartition};
 use crate::source::partition::{PartitionShared, PartitionStream};
 
-/// Poll timeout while some partition is paused, so resumes happen promptly.
+/// Poll timeout while some partition is paused or holds records back, so they move promptly.
 const POLL_WHILE_PAUSED: Duration = Duration::from_millis(5);
 /// Poll timeout otherwise.
 const POLL_IDLE: Duration = Duration::from_millis(100);
+/// Most records taken from librdkafka in one burst before buffers are topped up.
+const MAX_BURST: usize = 256;
+
+/// Records a full partition may hold back beyond its window before it is paused: a quarter
+/// window. Pausing discards what librdkafka prefetched for the partition, so pausing on every
+/// brief stall of a fast handler would fetch the same data again and again.
+pub(crate) fn overflow(window: usize) -> usize {
+    window / 4
+}
 
 /// Counters shared by every member of an engine.
 #[derive(Debug, Default)]
@@ -44,7 +53,7 @@ pub(crate) struct EngineCounters {
 /// A partition's outlet on the poll thread: where its records go.
 struct Outlet {
     shared: Arc<PartitionShared>,
-    records: mpsc::Sender<Record>,
+    batches: mpsc::Sender<Vec<Record>>,
     /// Records polled while the partition was pausing; sent first on resume.
     held_back: VecDeque<Record>,
     paused: bool,
@@ -106,7 +115,7 @@ impl MemberShared {
             commit::lock(&self.registry).insert(partition.clone(), shared.clone());
             outlets.push(Outlet {
                 shared: shared.clone(),
-                records: sender,
+                batches: sender,
                 held_back: VecDeque::new(),
                 paused: false,
             });
@@ -166,9 +175,7 @@ impl MemberShared {
                 }
                 let outlet = outlets.swap_remove(index);
                 outlet.shared.close();
-                for _ in outlet.held_back {
-                    outlet.shared.note_discarded();
-                }
+                outlet.shared.note_discarded(outlet.held_back.len());
                 if outlet.paused {
                     self.counters.paused.fetch_sub(1, Ordering::Relaxed);
                 }
@@ -277,6 +284,15 @@ pub(crate) fn client_config(options: &ConsumerOptions) -> ClientConfig {
             (options.prefetch_bytes / 1024).to_string(),
         )
         .set("queued.min.messages", "100000")
+        // One fetch answer may not fill the shared prefetch queue with a single partition.
+        .set(
+            "fetch.max.bytes",
+            options.prefetch_bytes.max(1 << 20).to_string(),
+        )
+        .set(
+            "max.partition.fetch.bytes",
+            (options.prefetch_bytes / 8).max(64 * 1024).to_string(),
+        )
         .set("fetch.queue.backoff.ms", "5")
         // A resumed partition waits for the fetch in flight; the default 500 ms long poll made
         // every pause/resume cycle of a slow handler stall that long.
@@ -349,90 +365,167 @@ struct PollLoop {
     member: Arc<MemberShared>,
 }
 
+/// Consecutive fetched records of one partition, handed to its buffer as one batch.
+#[derive(Default)]
+struct Run {
+    partition: Option<Arc<PartitionShared>>,
+    records: Vec<Record>,
+    /// Records the partition's window had room for when the run started.
+    room: usize,
+}
+
 impl PollLoop {
     fn run(self, stop: &AtomicBool, commit_thread: CommitThread) -> MemberSummary {
         let window = self.member.options.partition_buffer;
+        let mut run = Run::default();
         while !stop.load(Ordering::Acquire) {
-            let any_paused = self.resume_drained(window);
-            let timeout = if any_paused {
+            let waiting = self.resume_drained(window);
+            let timeout = if waiting {
                 POLL_WHILE_PAUSED
             } else {
                 POLL_IDLE
             };
-            match self.consumer.poll(timeout) {
-                Some(Ok(message)) => self.dispatch(&message, window),
-                Some(Err(error)) => {
-                    tracing::warn!(member = %self.member.name, %error, "consumer error")
+            let mut next = self.consumer.poll(timeout);
+            let mut polled = 0;
+            while let Some(result) = next {
+                match result {
+                    Ok(message) => {
+                        polled += 1;
+                        self.take(&mut run, &message, window);
+                    }
+                    Err(error) => {
+                        tracing::warn!(member = %self.member.name, %error, "consumer error")
+                    }
                 }
-                None => {}
+                if polled >= MAX_BURST {
+                    break;
+                }
+                next = self.consumer.poll(Duration::ZERO);
             }
+            self.flush(&mut run, window);
+            self.member
+                .counters
+                .fetched
+                .fetch_add(polled as u64, Ordering::Relaxed);
         }
         self.shut_down(commit_thread)
     }
 
-    /// Hands one fetched record to its partition's buffer; pauses the partition when its
-    /// demand window is full.
-    fn dispatch(&self, message: &BorrowedMessage<'_>, window: usize) {
-        self.member.counters.fetched.fetch_add(1, Ordering::Relaxed);
-        let mut outlets = commit::lock(&self.member.outlets);
-        let Some(outlet) = outlets.iter_mut().find(|outlet| {
-            outlet.shared.partition.partition == message.partition()
-                && outlet.shared.partition.topic == message.topic()
-        }) else {
-            tracing::debug!(
-                topic = message.topic(),
-                partition = message.partition(),
-                "record for an unassigned partition dropped"
-            );
+    /// Adds a fetched record to the current run of records of one partition, flushing the
+    /// run when the record belongs to another partition or the partition's window is full.
+    fn take(&self, run: &mut Run, message: &BorrowedMessage<'_>, window: usize) {
+        let same_partition = run.partition.as_ref().is_some_and(|shared| {
+            shared.partition.partition == message.partition() && *shared.topic == *message.topic()
+        });
+        if !same_partition {
+            self.flush(run, window);
+            let outlets = commit::lock(&self.member.outlets);
+            let Some(outlet) = outlets.iter().find(|outlet| {
+                outlet.shared.partition.partition == message.partition()
+                    && outlet.shared.partition.topic == message.topic()
+            }) else {
+                tracing::debug!(
+                    topic = message.topic(),
+                    partition = message.partition(),
+                    "record for an unassigned partition dropped"
+                );
+                return;
+            };
+            run.room = if outlet.paused {
+                0
+            } else {
+                outlet.shared.room(window + overflow(window))
+            };
+            run.partition = Some(outlet.shared.clone());
+        }
+        let Some(shared) = &run.partition else {
             return;
         };
-        let record = to_record(message);
-        outlet.shared.note_dispatched();
-        if outlet.paused || !outlet.held_back.is_empty() {
-            outlet.held_back.push_back(record);
-        } else if let Err(error) = outlet.records.try_send(record) {
-            match error {
-                mpsc::error::TrySendError::Full(record) => outlet.held_back.push_back(record),
-                mpsc::error::TrySendError::Closed(_) => outlet.shared.note_discarded(),
+        run.records.push(to_record(message, shared.topic.clone()));
+        if run.records.len() >= run.room {
+            // Window and overflow are full: hand the run over and pause before polling
+            // again, so librdkafka returns no further record of this partition.
+            self.flush(run, window);
+        }
+    }
+
+    /// Hands the current run to its partition's buffer; pauses the partition when its demand
+    /// window is full.
+    fn flush(&self, run: &mut Run, window: usize) {
+        let Some(shared) = run.partition.take() else {
+            return;
+        };
+        if run.records.is_empty() {
+            return;
+        }
+        let mut records = std::mem::take(&mut run.records);
+        let mut outlets = commit::lock(&self.member.outlets);
+        let Some(outlet) = outlets
+            .iter_mut()
+            .find(|outlet| Arc::ptr_eq(&outlet.shared, &shared))
+        else {
+            // Revoked while the run was collected; the records will be fetched again.
+            return;
+        };
+        // What fits in the window goes to the application; the rest waits in the overflow.
+        let fits = if outlet.held_back.is_empty() {
+            outlet.shared.room(window).min(records.len())
+        } else {
+            0
+        };
+        outlet.shared.note_dispatched(records.len());
+        outlet.held_back.extend(records.drain(fits..));
+        if !records.is_empty() {
+            if let Err(error) = outlet.batches.try_send(records) {
+                match error {
+                    mpsc::error::TrySendError::Full(records) => outlet.held_back.extend(records),
+                    mpsc::error::TrySendError::Closed(records) => {
+                        outlet.shared.note_discarded(records.len())
+                    }
+                }
             }
         }
-        if !outlet.paused && outlet.shared.held.load(Ordering::Acquire) >= window {
+        if !outlet.paused && outlet.shared.room(window + overflow(window)) == 0 {
             self.set_paused(outlet, true);
         }
     }
 
-    /// Resumes paused partitions whose window drained below half; returns whether any
-    /// partition is still paused.
+    /// Moves held-back records to partitions whose window drained below half and resumes
+    /// paused ones; returns whether any partition still waits (paused or holding back).
     fn resume_drained(&self, window: usize) -> bool {
-        if self.member.counters.paused.load(Ordering::Relaxed) == 0 {
-            return false;
-        }
         let low_watermark = window / 2;
-        let mut any_paused = false;
+        let mut still_waiting = false;
         let mut outlets = commit::lock(&self.member.outlets);
-        for outlet in outlets.iter_mut().filter(|outlet| outlet.paused) {
-            if outlet.shared.held.load(Ordering::Acquire) > low_watermark {
-                any_paused = true;
+        for outlet in outlets
+            .iter_mut()
+            .filter(|outlet| outlet.paused || !outlet.held_back.is_empty())
+        {
+            let with_application =
+                outlet.shared.held.load(Ordering::Acquire) - outlet.held_back.len();
+            if with_application > low_watermark {
+                still_waiting = true;
                 continue;
             }
-            while let Some(record) = outlet.held_back.pop_front() {
-                if let Err(error) = outlet.records.try_send(record) {
+            if !outlet.held_back.is_empty() {
+                let records: Vec<Record> = outlet.held_back.drain(..).collect();
+                if let Err(error) = outlet.batches.try_send(records) {
                     match error {
-                        mpsc::error::TrySendError::Full(record) => {
-                            outlet.held_back.push_front(record);
-                            break;
+                        mpsc::error::TrySendError::Full(records) => {
+                            outlet.held_back.extend(records);
+                            still_waiting = true;
+                            continue;
                         }
-                        mpsc::error::TrySendError::Closed(_) => outlet.shared.note_discarded(),
+                        mpsc::error::TrySendError::Closed(records) => {
+                            outlet.shared.note_discarded(records.len())
+                        }
                     }
                 }
             }
-            if outlet.held_back.is_empty() {
+            if outlet.paused {
                 self.set_paused(outlet, false);
-            } else {
-                any_paused = true;
             }
         }
-        any_paused
+        still_waiting
     }
 
     fn set_paused(&self, outlet: &mut Outlet, paused: bool) {
@@ -477,7 +570,7 @@ impl PollLoop {
 }
 
 /// Copies a borrowed librdkafka message into an owned [`Record`].
-fn to_record(message: &BorrowedMessage<'_>) -> Record {
+fn to_record(message: &BorrowedMessage<'_>, topic: Arc<str>) -> Record {
     let headers = message
         .headers()
         .map(|headers| {
@@ -491,7 +584,7 @@ fn to_record(message: &BorrowedMessage<'_>) -> Record {
         })
         .unwrap_or_default();
     Record {
-        topic: message.topic().to_owned(),
+        topic,
         partition: message.partition(),
         offset: message.offset(),
         key: message.key().map(<[u8]>::to_vec),

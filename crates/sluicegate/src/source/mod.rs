@@ -5,8 +5,9 @@
 //!
 //! Every assigned partition has a demand window ([`ConsumerOptions::partition_buffer`]): the
 //! records buffered for the application plus those delivered and not yet acknowledged. The
-//! poll thread takes records from librdkafka only for partitions whose window has room, pauses
-//! a partition when its window fills and resumes it once the window drains below half.
+//! poll thread hands records to a partition only while its window has room; when the window is
+//! full it holds back up to a quarter window more, then pauses the partition and resumes it
+//! once the window drains below half.
 //! librdkafka's own prefetch is capped by [`ConsumerOptions::prefetch_bytes`]. Memory is
 //! therefore bounded by the options, never by the backlog on the broker.
 //!

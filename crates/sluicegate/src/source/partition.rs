@@ -53,14 +53,18 @@ pub(crate) struct PartitionState {
 #[derive(Debug)]
 pub(crate) struct PartitionShared {
     pub partition: TopicPartition,
+    /// The topic name shared by every record of this partition.
+    pub topic: Arc<str>,
     state: Mutex<PartitionState>,
     drained: Condvar,
     /// Records buffered for the application plus records delivered and not yet acknowledged.
     pub held: AtomicUsize,
     /// Highest `held` seen.
     pub peak_held: AtomicUsize,
-    /// Records in the buffer that the application has not taken yet.
-    pub buffered: AtomicUsize,
+    /// Records the poll thread put in the buffer (written by the poll thread only).
+    pub dispatched: AtomicU64,
+    /// Records dropped from the buffer without reaching the application (revoke, shutdown).
+    pub discarded: AtomicU64,
     pub delivered: AtomicU64,
     pub acked: AtomicU64,
 }
@@ -68,6 +72,7 @@ pub(crate) struct PartitionShared {
 impl PartitionShared {
     pub fn new(partition: TopicPartition) -> Self {
         Self {
+            topic: Arc::from(partition.topic.as_str()),
             partition,
             state: Mutex::new(PartitionState {
                 open: true,
@@ -76,7 +81,8 @@ impl PartitionShared {
             drained: Condvar::new(),
             held: AtomicUsize::new(0),
             peak_held: AtomicUsize::new(0),
-            buffered: AtomicUsize::new(0),
+            dispatched: AtomicU64::new(0),
+            discarded: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             acked: AtomicU64::new(0),
         }
@@ -113,17 +119,30 @@ impl PartitionShared {
         true
     }
 
-    /// Counts one record taken out of the poll loop for this partition.
-    pub fn note_dispatched(&self) {
-        self.buffered.fetch_add(1, Ordering::Relaxed);
-        let held = self.held.fetch_add(1, Ordering::AcqRel) + 1;
+    /// Records the application has room for: the demand window less what is held.
+    pub fn room(&self, window: usize) -> usize {
+        window.saturating_sub(self.held.load(Ordering::Acquire))
+    }
+
+    /// Counts `count` records taken out of the poll loop for this partition.
+    pub fn note_dispatched(&self, count: usize) {
+        self.dispatched.fetch_add(count as u64, Ordering::Relaxed);
+        let held = self.held.fetch_add(count, Ordering::AcqRel) + count;
         self.peak_held.fetch_max(held, Ordering::Relaxed);
     }
 
-    /// Counts one buffered record dropped without reaching the application.
-    pub fn note_discarded(&self) {
-        self.buffered.fetch_sub(1, Ordering::Relaxed);
-        self.held.fetch_sub(1, Ordering::AcqRel);
+    /// Counts `count` buffered records dropped without reaching the application.
+    pub fn note_discarded(&self, count: usize) {
+        self.discarded.fetch_add(count as u64, Ordering::Relaxed);
+        self.held.fetch_sub(count, Ordering::AcqRel);
+    }
+
+    /// Records waiting in the buffer for the application.
+    pub fn buffered(&self) -> usize {
+        let taken = self.delivered.load(Ordering::Relaxed) + self.discarded.load(Ordering::Relaxed);
+        self.dispatched
+            .load(Ordering::Relaxed)
+            .saturating_sub(taken) as usize
     }
 }
 
@@ -141,14 +160,17 @@ impl PartitionShared {
 #[derive(Debug)]
 pub struct PartitionStream {
     shared: Arc<PartitionShared>,
-    records: mpsc::Receiver<Record>,
+    /// Batches from the poll thread (one wake-up per batch, not per record).
+    batches: mpsc::Receiver<Vec<Record>>,
+    /// The batch being handed out.
+    current: std::vec::IntoIter<Record>,
     acknowledger: Acknowledger,
 }
 
 impl PartitionStream {
     pub(crate) fn new(
         shared: Arc<PartitionShared>,
-        records: mpsc::Receiver<Record>,
+        batches: mpsc::Receiver<Vec<Record>>,
         committer: Committer,
         strategy: CommitStrategy,
     ) -> Self {
@@ -159,7 +181,8 @@ impl PartitionStream {
         };
         Self {
             shared,
-            records,
+            batches,
+            current: Vec::new().into_iter(),
             acknowledger,
         }
     }
@@ -179,28 +202,34 @@ impl Stream for PartitionStream {
     type Item = Record;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Record>> {
+        let this = &mut *self;
         loop {
-            let record = match self.records.poll_recv(cx) {
-                Poll::Ready(Some(record)) => record,
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
+            let Some(record) = this.current.next() else {
+                match this.batches.poll_recv(cx) {
+                    Poll::Ready(Some(batch)) => {
+                        this.current = batch.into_iter();
+                        continue;
+                    }
+                    Poll::Ready(None) => return Poll::Ready(None),
+                    Poll::Pending => return Poll::Pending,
+                }
             };
-            let shared = &self.shared;
+            let shared = &this.shared;
             let mut state = shared.state();
             if !state.open {
                 drop(state);
-                shared.note_discarded();
+                shared.note_discarded(1 + this.current.len());
+                this.current = Vec::new().into_iter();
                 continue;
             }
             if let Err(error) = state.tracker.deliver(record.offset) {
                 // librdkafka delivers in offset order; a violation means a bug, not bad input.
                 tracing::error!(partition = %shared.partition, %error, "record skipped");
                 drop(state);
-                shared.note_discarded();
+                shared.note_discarded(1);
                 continue;
             }
             drop(state);
-            shared.buffered.fetch_sub(1, Ordering::Relaxed);
             shared.delivered.fetch_add(1, Ordering::Relaxed);
             return Poll::Ready(Some(record));
         }
@@ -246,7 +275,8 @@ impl Acknowledger {
                     partition: self.shared.partition.clone(),
                     source,
                 })?;
-            if state.tracker.is_drained() {
+            if !state.open && state.tracker.is_drained() {
+                // A revoke or shutdown is waiting for the drain.
                 self.shared.drained.notify_all();
             }
             advanced.then(|| state.tracker.committable()).flatten()

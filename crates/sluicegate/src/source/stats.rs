@@ -21,8 +21,8 @@ pub struct EngineStats {
     /// Sum over assigned partitions of the most records each held at once: an upper bound of
     /// the most records held at any moment.
     pub peak_held: usize,
-    /// The configured bound on held records for the current assignment: partition buffer ×
-    /// assigned partitions.
+    /// The configured bound on held records for the current assignment: assigned partitions ×
+    /// (partition buffer + the quarter-window overflow a full partition holds before pausing).
     pub held_bound: usize,
     /// Partitions currently assigned to this engine's members.
     pub assigned_partitions: usize,
@@ -56,11 +56,12 @@ pub(super) fn snapshot(
         for shared in commit::lock(&member.registry).values() {
             stats.delivered += shared.delivered.load(Ordering::Relaxed);
             stats.acked += shared.acked.load(Ordering::Relaxed);
-            stats.buffered += shared.buffered.load(Ordering::Relaxed);
+            stats.buffered += shared.buffered();
             stats.held += shared.held.load(Ordering::Relaxed);
             stats.peak_held += shared.peak_held.load(Ordering::Relaxed);
         }
     }
-    stats.held_bound = stats.assigned_partitions * partition_buffer;
+    stats.held_bound =
+        stats.assigned_partitions * (partition_buffer + super::member::overflow(partition_buffer));
     stats
 }
