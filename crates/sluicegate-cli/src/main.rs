@@ -4,6 +4,9 @@
 //! I/O), then runs one subcommand. Exit status: 0 ok, 1 runtime failure, 2 usage or
 //! configuration error. A closed stdout (broken pipe) is not an error.
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod demo;
 mod dev_broker;

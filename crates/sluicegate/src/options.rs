@@ -167,7 +167,7 @@ impl ConsumerOptions {
             commit_strategy: CommitStrategy::default(),
             commit_interval: Duration::from_secs(5),
             partition_buffer: 1_000,
-            prefetch_bytes: 4 * 1024 * 1024,
+            prefetch_bytes: 1024 * 1024,
             drain_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(30),
             assignment_strategy: AssignmentStrategy::default(),
@@ -221,15 +221,15 @@ impl ConsumerOptions {
     }
 
     /// The demand window: records a partition may have buffered or in flight (delivered and
-    /// not yet acknowledged) (default 1,000). When it is full, the engine holds back up to a
-    /// quarter window more and then pauses the partition until the window drains below half;
-    /// so a partition never holds more than 1.25 × this many records.
+    /// not yet acknowledged) before the engine stops taking its records from librdkafka
+    /// (default 1,000).
     pub fn partition_buffer(mut self, records: usize) -> Self {
         self.partition_buffer = records;
         self
     }
 
-    /// Bytes librdkafka may prefetch for this member ahead of the demand (default 4 MiB).
+    /// Bytes librdkafka may prefetch for each assigned partition ahead of the demand
+    /// (default 1 MiB).
     pub fn prefetch_bytes(mut self, bytes: usize) -> Self {
         self.prefetch_bytes = bytes;
         self

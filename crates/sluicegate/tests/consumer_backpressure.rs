@@ -27,11 +27,12 @@ async fn a_stalled_handler_keeps_the_engine_within_its_bound(broker: TestBroker)
         streams.push(engine.next_partition().await.unwrap());
     }
 
-    // The handler takes every record it is offered and finishes none. The engine pauses each
-    // partition once its window is full, whether the records wait in its buffer or were taken.
-    eventually("every partition paused", Duration::from_secs(30), || {
-        let paused = engine.stats().paused_partitions;
-        async move { paused == PARTITIONS as usize }
+    // The handler takes every record it is offered and finishes none. The engine stops taking
+    // a partition's records once its window is full, whether they wait in its buffer or were
+    // taken.
+    eventually("every partition full", Duration::from_secs(30), || {
+        let full = engine.stats().full_partitions;
+        async move { full == PARTITIONS as usize }
     })
     .await;
     let mut taken = Vec::new();
@@ -47,8 +48,7 @@ async fn a_stalled_handler_keeps_the_engine_within_its_bound(broker: TestBroker)
     // Give the poll thread time to fetch more if it were going to.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let stats = engine.stats();
-    // The window plus the quarter-window overflow a full partition holds before it pauses.
-    let bound = (WINDOW + WINDOW / 4) * PARTITIONS as usize;
+    let bound = WINDOW * PARTITIONS as usize;
     assert_eq!(stats.held_bound, bound);
     assert!(
         stats.fetched as usize <= bound,
@@ -61,8 +61,8 @@ async fn a_stalled_handler_keeps_the_engine_within_its_bound(broker: TestBroker)
         stats.peak_held
     );
     assert_eq!(
-        stats.paused_partitions, PARTITIONS as usize,
-        "full partitions are paused"
+        stats.full_partitions, PARTITIONS as usize,
+        "full partitions are left alone"
     );
     for records in &taken {
         assert_eq!(
@@ -94,9 +94,9 @@ async fn a_stalled_handler_keeps_the_engine_within_its_bound(broker: TestBroker)
         "held {} records with a bound of {bound}",
         stats.peak_held
     );
-    eventually("every partition resumed", Duration::from_secs(10), || {
-        let paused = engine.stats().paused_partitions;
-        async move { paused == 0 }
+    eventually("every partition drained", Duration::from_secs(10), || {
+        let full = engine.stats().full_partitions;
+        async move { full == 0 }
     })
     .await;
     let summary = engine.shutdown().await;

@@ -6,16 +6,12 @@
 //! every record a subscriber took and every acknowledgement with its outcome, all stamped with
 //! one global sequence number. The checks run on the journal afterwards (see [`verify`]).
 //!
-//! Two variants are `#[ignore]`d because they fail for reasons outside these tests; run them
-//! with `cargo test -p sluicegate --test consumer_rebalance -- --ignored`:
-//!
-//! - on tansu 0.6.0, a third member joining while two members own partitions: tansu answers
-//!   the leader's JoinGroup at once with the metadata other members sent at their previous
-//!   join, so the cooperative-sticky assignor believes they own nothing and gives a partition
-//!   still owned by one member to the new one (two owners at once);
-//! - on the embedded broker, two members of one engine stopping together: the member done first
-//!   leaves the group while the other still has to make its final commit, which then fails
-//!   (a library bug: acknowledged records are re-delivered).
+//! One variant is `#[ignore]`d because the broker fails it; run it with
+//! `cargo test -p sluicegate --test consumer_rebalance -- --ignored`: on tansu 0.6.0, a third
+//! member joining while two members own partitions. tansu answers the leader's JoinGroup at
+//! once with the metadata other members sent at their previous join, so the cooperative-sticky
+//! assignor believes they own nothing and gives a partition still owned by one member to the
+//! new one (two owners at once).
 
 mod common;
 
@@ -1176,9 +1172,5 @@ on_both_brokers!(
             assigned a partition another member still owns"]
     },
     three_members_in_one_engine_split_the_partitions,
-    stopping_members_commit_their_final_offsets_despite_the_rebalance {
-        embedded: #[ignore = "library bug: ConsumerEngine::shutdown lets a member leave the group \
-            while another member's final commit is still to come; that commit then fails with \
-            RebalanceInProgress / IllegalGeneration and acknowledged records are re-delivered"]
-    },
+    stopping_members_commit_their_final_offsets_despite_the_rebalance,
 );

@@ -119,8 +119,8 @@ pub struct SideReport {
     pub peak_prefetched_bytes: Option<u64>,
     /// Records taken from librdkafka (engine) during the run.
     pub fetched: Option<u64>,
-    /// Most partitions paused at one sample (engine).
-    pub peak_paused_partitions: Option<u64>,
+    /// Most partitions with a full window at one sample (engine).
+    pub peak_full_partitions: Option<u64>,
     pub samples: u64,
 }
 
@@ -280,20 +280,20 @@ async fn engine_side(args: &BacklogWorkerArgs) -> anyhow::Result<SideReport> {
     let mut report = SideReport::default();
     let mut last = EngineStats::default();
     let mut peak_held = 0;
-    let mut peak_paused = 0;
+    let mut peak_full = 0;
     let mut ticker = tokio::time::interval(SAMPLE_EVERY);
     while Instant::now() < deadline {
         ticker.tick().await;
         last = engine.stats();
         peak_held = peak_held.max(last.held);
-        peak_paused = peak_paused.max(last.paused_partitions);
+        peak_full = peak_full.max(last.full_partitions);
         report.samples += 1;
         tracing::debug!(processed = processed.load(Ordering::Relaxed), ?last, rss = ?rss::current_bytes(), "engine sample");
     }
     report.peak_buffered = last.peak_held as u64;
     report.buffer_bound = Some(last.held_bound as u64);
     report.peak_held_sampled = Some(peak_held as u64);
-    report.peak_paused_partitions = Some(peak_paused as u64);
+    report.peak_full_partitions = Some(peak_full as u64);
     report.fetched = Some(last.fetched);
     let summary = engine.shutdown().await;
     report.processed = processed.load(Ordering::Relaxed);
@@ -309,7 +309,9 @@ async fn sleeping_subscriber(
     let acks = stream.acknowledger();
     while let Some(record) = stream.next().await {
         if !handler.is_zero() {
-            tokio::time::sleep(handler).await;
+            // The same blocking sleep as the plain side's threads: tokio's timer rounds a
+            // 1 ms sleep up to the next millisecond tick, which would halve the handler's rate.
+            let _ = tokio::task::spawn_blocking(move || std::thread::sleep(handler)).await;
         }
         if let Err(error) = acks.ack(record.offset).await {
             tracing::debug!(%error, "acknowledgement refused");

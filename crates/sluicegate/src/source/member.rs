@@ -1,41 +1,29 @@
-//! One group member: an rdkafka `BaseConsumer` owned by a dedicated poll thread.
+//! One group member: an rdkafka `BaseConsumer` owned by a dedicated poll thread (see
+//! [`poll_loop`](super::poll_loop)), its rebalance callbacks and its client configuration.
 //!
-//! The poll thread moves records from librdkafka into each assigned partition's buffer while
-//! the partition's demand window has room, pauses a partition whose window is full and resumes
-//! it once the window drains below half. Rebalance callbacks run on this thread: a revoke stops
-//! delivery, waits for in-flight records (bounded by the drain timeout), commits and only then
-//! lets librdkafka release the partitions.
+//! Each assigned partition gets its own librdkafka queue (split from the consumer queue when
+//! it is assigned), so the poll thread can leave a partition's records in librdkafka while its
+//! demand window is full. Rebalance callbacks run on the poll thread: a revoke stops delivery,
+//! waits for in-flight records (bounded by the drain timeout), commits and only then lets
+//! librdkafka release the partitions.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use crate::commit::{self, CommitContext, CommitCounters, CommitThread, Committer};
 use crate::options::{AssignmentStrategy, ConsumerOptions, StartPosition};
-use crate::record::{Header, Offset, Record, TopicPartition};
+use crate::record::{Offset, Record, TopicPartition};
 use crate::source::partition::{PartitionShared, PartitionStream};
-
-/// Poll timeout while some partition is paused or holds records back, so they move promptly.
-const POLL_WHILE_PAUSED: Duration = Duration::from_millis(5);
-/// Poll timeout otherwise.
-const POLL_IDLE: Duration = Duration::from_millis(100);
-/// Most records taken from librdkafka in one burst before buffers are topped up.
-const MAX_BURST: usize = 256;
-
-/// Records a full partition may hold back beyond its window before it is paused: a quarter
-/// window. Pausing discards what librdkafka prefetched for the partition, so pausing on every
-/// brief stall of a fast handler would fetch the same data again and again.
-pub(crate) fn overflow(window: usize) -> usize {
-    window / 4
-}
+use crate::source::poll_loop::{Doorbell, LeaveGate, PollLoop};
 
 /// Counters shared by every member of an engine.
 #[derive(Debug, Default)]
@@ -43,20 +31,22 @@ pub(crate) struct EngineCounters {
     pub fetched: AtomicU64,
     pub rebalances: AtomicU64,
     pub assigned: AtomicUsize,
-    pub paused: AtomicUsize,
+    /// Partitions whose demand window is full, so the poll thread leaves them alone.
+    pub full: AtomicUsize,
     /// Delivered and acknowledged counts of partitions no longer assigned.
     pub retired_delivered: AtomicU64,
     pub retired_acked: AtomicU64,
     pub commit: Arc<CommitCounters>,
 }
 
-/// A partition's outlet on the poll thread: where its records go.
-struct Outlet {
-    shared: Arc<PartitionShared>,
-    batches: mpsc::Sender<Vec<Record>>,
-    /// Records polled while the partition was pausing; sent first on resume.
-    held_back: VecDeque<Record>,
-    paused: bool,
+/// A partition's outlet on the poll thread: where its records come from and go to.
+pub(crate) struct Outlet {
+    pub shared: Arc<PartitionShared>,
+    /// The partition's own librdkafka queue.
+    pub queue: PartitionQueue<MemberContext>,
+    pub batches: mpsc::Sender<Vec<Record>>,
+    /// Whether the window was full at the last look (counted in `EngineCounters::full`).
+    pub full: bool,
 }
 
 /// State shared between a member's poll loop, its rebalance callbacks and its commit thread.
@@ -66,9 +56,14 @@ pub(crate) struct MemberShared {
     pub registry: Arc<Mutex<BTreeMap<TopicPartition, Arc<PartitionShared>>>>,
     pub commit_lock: Arc<Mutex<()>>,
     pub counters: Arc<EngineCounters>,
-    outlets: Mutex<Vec<Outlet>>,
+    pub outlets: Mutex<Vec<Outlet>>,
+    /// Rung by librdkafka when a queue of this member gets records or events.
+    pub doorbell: Arc<Doorbell>,
     streams: mpsc::UnboundedSender<PartitionStream>,
     committer: Mutex<Option<Committer>>,
+    /// The member's consumer, to split partition queues on assignment (weak: the consumer
+    /// owns this through its context).
+    consumer: OnceLock<Weak<BaseConsumer<MemberContext>>>,
 }
 
 /// The rdkafka context of a member: rebalance and commit callbacks.
@@ -96,8 +91,11 @@ impl ConsumerContext for MemberContext {
 
 impl MemberShared {
     fn assign(&self, list: &TopicPartitionList) {
-        let Some(committer) = commit::lock(&self.committer).clone() else {
-            tracing::error!(member = %self.name, "assignment before the committer started");
+        let (Some(committer), Some(consumer)) = (
+            commit::lock(&self.committer).clone(),
+            self.consumer.get().and_then(Weak::upgrade),
+        ) else {
+            tracing::error!(member = %self.name, "assignment before the member started");
             return;
         };
         let mut assigned = Vec::new();
@@ -110,14 +108,23 @@ impl MemberShared {
             {
                 continue;
             }
+            // Split before librdkafka assigns, so no record reaches the consumer queue.
+            let Some(mut queue) =
+                consumer.split_partition_queue(&partition.topic, partition.partition)
+            else {
+                tracing::error!(member = %self.name, %partition, "cannot split the partition queue");
+                continue;
+            };
+            let doorbell = self.doorbell.clone();
+            queue.set_nonempty_callback(move || doorbell.ring());
             let shared = Arc::new(PartitionShared::new(partition.clone()));
             let (sender, receiver) = mpsc::channel(self.options.partition_buffer);
             commit::lock(&self.registry).insert(partition.clone(), shared.clone());
             outlets.push(Outlet {
                 shared: shared.clone(),
+                queue,
                 batches: sender,
-                held_back: VecDeque::new(),
-                paused: false,
+                full: false,
             });
             let stream = PartitionStream::new(
                 shared,
@@ -152,14 +159,12 @@ impl MemberShared {
             .map(|released| released.partition)
             .collect();
         tracing::info!(member = %self.name, partitions = ?released, "partitions revoked");
-        if let Some(lifecycle) = &self.options.lifecycle {
-            lifecycle.on_revoke(&released);
-        }
     }
 
     /// Stops delivery for the selected partitions, waits for their in-flight records up to
-    /// the drain timeout, commits their final offsets and forgets them.
-    fn release(
+    /// the drain timeout, commits their final offsets, forgets them and tells the lifecycle
+    /// callbacks (on revoke and on shutdown alike).
+    pub(crate) fn release(
         &self,
         consumer: &BaseConsumer<MemberContext>,
         selected: impl Fn(&TopicPartition) -> bool,
@@ -175,12 +180,12 @@ impl MemberShared {
                 }
                 let outlet = outlets.swap_remove(index);
                 outlet.shared.close();
-                outlet.shared.note_discarded(outlet.held_back.len());
-                if outlet.paused {
-                    self.counters.paused.fetch_sub(1, Ordering::Relaxed);
+                if outlet.full {
+                    self.counters.full.fetch_sub(1, Ordering::Relaxed);
                 }
                 closing.push(outlet.shared);
-                // Dropping the sender ends the stream once the application reads it.
+                // Dropping the sender ends the stream once the application reads it; records
+                // left in the partition queue are fetched again by the next owner.
             }
         }
         let deadline = Instant::now() + self.options.drain_timeout;
@@ -213,6 +218,13 @@ impl MemberShared {
         self.counters
             .assigned
             .fetch_sub(closing.len(), Ordering::Relaxed);
+        if let (Some(lifecycle), false) = (&self.options.lifecycle, closing.is_empty()) {
+            let partitions: Vec<TopicPartition> = closing
+                .iter()
+                .map(|shared| shared.partition.clone())
+                .collect();
+            lifecycle.on_revoke(&partitions);
+        }
         closing
             .iter()
             .map(|shared| {
@@ -277,25 +289,27 @@ pub(crate) fn client_config(options: &ConsumerOptions) -> ClientConfig {
         .set("session.timeout.ms", millis(options.session_timeout))
         .set("heartbeat.interval.ms", millis(options.heartbeat_interval))
         .set("max.poll.interval.ms", millis(options.max_poll_interval))
-        // Prefetch is bounded by bytes; the demand window bounds what the application holds.
-        // A small backoff keeps the fetcher busy without the one-second stalls of the default.
+        // With split partition queues this bounds each partition's prefetch; the demand
+        // window bounds what the application holds. A small backoff keeps the fetcher busy
+        // without the one-second stalls of the default once a queue is full.
         .set(
             "queued.max.messages.kbytes",
-            (options.prefetch_bytes / 1024).to_string(),
+            (options.prefetch_bytes / 1024).max(1).to_string(),
         )
         .set("queued.min.messages", "100000")
-        // One fetch answer may not fill the shared prefetch queue with a single partition.
+        .set("fetch.queue.backoff.ms", "5")
+        // Two partitions' prefetch per fetch answer: some brokers (tansu) fill a whole answer
+        // from one partition, so a larger answer overshoots that partition's prefetch and a
+        // smaller one starves the others.
         .set(
             "fetch.max.bytes",
-            options.prefetch_bytes.max(1 << 20).to_string(),
+            (2 * options.prefetch_bytes).max(1 << 20).to_string(),
         )
         .set(
             "max.partition.fetch.bytes",
-            (options.prefetch_bytes / 8).max(64 * 1024).to_string(),
+            options.prefetch_bytes.to_string(),
         )
-        .set("fetch.queue.backoff.ms", "5")
-        // A resumed partition waits for the fetch in flight; the default 500 ms long poll made
-        // every pause/resume cycle of a slow handler stall that long.
+        // A partition whose queue drained waits for the fetch in flight; keep long polls short.
         .set("fetch.wait.max.ms", "50");
     for (key, value) in &options.librdkafka {
         config.set(key, value);
@@ -309,6 +323,7 @@ pub(crate) fn start(
     options: Arc<ConsumerOptions>,
     counters: Arc<EngineCounters>,
     streams: mpsc::UnboundedSender<PartitionStream>,
+    leave_gate: Arc<LeaveGate>,
 ) -> Result<Member, super::EngineError> {
     let name = format!("{}#{index}", options.group_id);
     let member = Arc::new(MemberShared {
@@ -318,15 +333,20 @@ pub(crate) fn start(
         commit_lock: Arc::default(),
         counters,
         outlets: Mutex::default(),
+        doorbell: Arc::default(),
         streams,
         committer: Mutex::default(),
+        consumer: OnceLock::new(),
     });
-    let consumer: BaseConsumer<MemberContext> = client_config(&options)
+    let mut consumer: BaseConsumer<MemberContext> = client_config(&options)
         .create_with_context(MemberContext {
             member: member.clone(),
         })
         .map_err(|error| super::EngineError::Client(error.to_string()))?;
+    let doorbell = member.doorbell.clone();
+    consumer.set_nonempty_callback(move || doorbell.ring());
     let consumer = Arc::new(consumer);
+    let _ = member.consumer.set(Arc::downgrade(&consumer));
     let commit_thread = CommitThread::spawn(
         format!("sluice-commit-{index}"),
         CommitContext {
@@ -350,7 +370,14 @@ pub(crate) fn start(
         let stop = stop.clone();
         thread::Builder::new()
             .name(format!("sluice-poll-{index}"))
-            .spawn(move || PollLoop { consumer, member }.run(&stop, commit_thread))
+            .spawn(move || {
+                PollLoop {
+                    consumer,
+                    member,
+                    leave_gate,
+                }
+                .run(&stop, commit_thread)
+            })
             .map_err(|error| super::EngineError::Client(error.to_string()))?
     };
     Ok(Member {
@@ -358,238 +385,4 @@ pub(crate) fn start(
         thread,
         registry,
     })
-}
-
-struct PollLoop {
-    consumer: Arc<BaseConsumer<MemberContext>>,
-    member: Arc<MemberShared>,
-}
-
-/// Consecutive fetched records of one partition, handed to its buffer as one batch.
-#[derive(Default)]
-struct Run {
-    partition: Option<Arc<PartitionShared>>,
-    records: Vec<Record>,
-    /// Records the partition's window had room for when the run started.
-    room: usize,
-}
-
-impl PollLoop {
-    fn run(self, stop: &AtomicBool, commit_thread: CommitThread) -> MemberSummary {
-        let window = self.member.options.partition_buffer;
-        let mut run = Run::default();
-        while !stop.load(Ordering::Acquire) {
-            let waiting = self.resume_drained(window);
-            let timeout = if waiting {
-                POLL_WHILE_PAUSED
-            } else {
-                POLL_IDLE
-            };
-            let mut next = self.consumer.poll(timeout);
-            let mut polled = 0;
-            while let Some(result) = next {
-                match result {
-                    Ok(message) => {
-                        polled += 1;
-                        self.take(&mut run, &message, window);
-                    }
-                    Err(error) => {
-                        tracing::warn!(member = %self.member.name, %error, "consumer error")
-                    }
-                }
-                if polled >= MAX_BURST {
-                    break;
-                }
-                next = self.consumer.poll(Duration::ZERO);
-            }
-            self.flush(&mut run, window);
-            self.member
-                .counters
-                .fetched
-                .fetch_add(polled as u64, Ordering::Relaxed);
-        }
-        self.shut_down(commit_thread)
-    }
-
-    /// Adds a fetched record to the current run of records of one partition, flushing the
-    /// run when the record belongs to another partition or the partition's window is full.
-    fn take(&self, run: &mut Run, message: &BorrowedMessage<'_>, window: usize) {
-        let same_partition = run.partition.as_ref().is_some_and(|shared| {
-            shared.partition.partition == message.partition() && *shared.topic == *message.topic()
-        });
-        if !same_partition {
-            self.flush(run, window);
-            let outlets = commit::lock(&self.member.outlets);
-            let Some(outlet) = outlets.iter().find(|outlet| {
-                outlet.shared.partition.partition == message.partition()
-                    && outlet.shared.partition.topic == message.topic()
-            }) else {
-                tracing::debug!(
-                    topic = message.topic(),
-                    partition = message.partition(),
-                    "record for an unassigned partition dropped"
-                );
-                return;
-            };
-            run.room = if outlet.paused {
-                0
-            } else {
-                outlet.shared.room(window + overflow(window))
-            };
-            run.partition = Some(outlet.shared.clone());
-        }
-        let Some(shared) = &run.partition else {
-            return;
-        };
-        run.records.push(to_record(message, shared.topic.clone()));
-        if run.records.len() >= run.room {
-            // Window and overflow are full: hand the run over and pause before polling
-            // again, so librdkafka returns no further record of this partition.
-            self.flush(run, window);
-        }
-    }
-
-    /// Hands the current run to its partition's buffer; pauses the partition when its demand
-    /// window is full.
-    fn flush(&self, run: &mut Run, window: usize) {
-        let Some(shared) = run.partition.take() else {
-            return;
-        };
-        if run.records.is_empty() {
-            return;
-        }
-        let mut records = std::mem::take(&mut run.records);
-        let mut outlets = commit::lock(&self.member.outlets);
-        let Some(outlet) = outlets
-            .iter_mut()
-            .find(|outlet| Arc::ptr_eq(&outlet.shared, &shared))
-        else {
-            // Revoked while the run was collected; the records will be fetched again.
-            return;
-        };
-        // What fits in the window goes to the application; the rest waits in the overflow.
-        let fits = if outlet.held_back.is_empty() {
-            outlet.shared.room(window).min(records.len())
-        } else {
-            0
-        };
-        outlet.shared.note_dispatched(records.len());
-        outlet.held_back.extend(records.drain(fits..));
-        if !records.is_empty() {
-            if let Err(error) = outlet.batches.try_send(records) {
-                match error {
-                    mpsc::error::TrySendError::Full(records) => outlet.held_back.extend(records),
-                    mpsc::error::TrySendError::Closed(records) => {
-                        outlet.shared.note_discarded(records.len())
-                    }
-                }
-            }
-        }
-        if !outlet.paused && outlet.shared.room(window + overflow(window)) == 0 {
-            self.set_paused(outlet, true);
-        }
-    }
-
-    /// Moves held-back records to partitions whose window drained below half and resumes
-    /// paused ones; returns whether any partition still waits (paused or holding back).
-    fn resume_drained(&self, window: usize) -> bool {
-        let low_watermark = window / 2;
-        let mut still_waiting = false;
-        let mut outlets = commit::lock(&self.member.outlets);
-        for outlet in outlets
-            .iter_mut()
-            .filter(|outlet| outlet.paused || !outlet.held_back.is_empty())
-        {
-            let with_application =
-                outlet.shared.held.load(Ordering::Acquire) - outlet.held_back.len();
-            if with_application > low_watermark {
-                still_waiting = true;
-                continue;
-            }
-            if !outlet.held_back.is_empty() {
-                let records: Vec<Record> = outlet.held_back.drain(..).collect();
-                if let Err(error) = outlet.batches.try_send(records) {
-                    match error {
-                        mpsc::error::TrySendError::Full(records) => {
-                            outlet.held_back.extend(records);
-                            still_waiting = true;
-                            continue;
-                        }
-                        mpsc::error::TrySendError::Closed(records) => {
-                            outlet.shared.note_discarded(records.len())
-                        }
-                    }
-                }
-            }
-            if outlet.paused {
-                self.set_paused(outlet, false);
-            }
-        }
-        still_waiting
-    }
-
-    fn set_paused(&self, outlet: &mut Outlet, paused: bool) {
-        let mut list = TopicPartitionList::new();
-        list.add_partition(
-            &outlet.shared.partition.topic,
-            outlet.shared.partition.partition,
-        );
-        let result = if paused {
-            self.consumer.pause(&list)
-        } else {
-            self.consumer.resume(&list)
-        };
-        match result {
-            Ok(()) => {
-                outlet.paused = paused;
-                if paused {
-                    self.member.counters.paused.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    self.member.counters.paused.fetch_sub(1, Ordering::Relaxed);
-                }
-            }
-            Err(error) => {
-                tracing::warn!(partition = %outlet.shared.partition, %error, paused, "pause/resume failed")
-            }
-        }
-    }
-
-    /// Stops delivery, drains, commits and leaves the group.
-    fn shut_down(self, commit_thread: CommitThread) -> MemberSummary {
-        let mut summary = MemberSummary::default();
-        for released in self.member.release(&self.consumer, |_| true) {
-            summary.undrained += released.undrained;
-            if let Some(offset) = released.committed {
-                summary.committed.insert(released.partition, offset);
-            }
-        }
-        commit_thread.stop();
-        self.consumer.unsubscribe();
-        summary
-    }
-}
-
-/// Copies a borrowed librdkafka message into an owned [`Record`].
-fn to_record(message: &BorrowedMessage<'_>, topic: Arc<str>) -> Record {
-    let headers = message
-        .headers()
-        .map(|headers| {
-            headers
-                .iter()
-                .map(|header| Header {
-                    key: header.key.to_owned(),
-                    value: header.value.map(<[u8]>::to_vec),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Record {
-        topic,
-        partition: message.partition(),
-        offset: message.offset(),
-        key: message.key().map(<[u8]>::to_vec),
-        value: message.payload().map(<[u8]>::to_vec),
-        headers,
-        timestamp_ms: message.timestamp().to_millis(),
-    }
 }

@@ -5,9 +5,9 @@
 //!
 //! Every assigned partition has a demand window ([`ConsumerOptions::partition_buffer`]): the
 //! records buffered for the application plus those delivered and not yet acknowledged. The
-//! poll thread hands records to a partition only while its window has room; when the window is
-//! full it holds back up to a quarter window more, then pauses the partition and resumes it
-//! once the window drains below half.
+//! poll thread takes records from a partition's own librdkafka queue only while its window has
+//! room; a full partition's records wait in librdkafka, whose prefetch per partition is capped
+//! by [`ConsumerOptions::prefetch_bytes`].
 //! librdkafka's own prefetch is capped by [`ConsumerOptions::prefetch_bytes`]. Memory is
 //! therefore bounded by the options, never by the backlog on the broker.
 //!
@@ -20,10 +20,13 @@
 //!
 //! [`ConsumerEngine::shutdown`] stops fetching, ends every partition stream, waits up to the
 //! drain timeout for in-flight records to be acknowledged, commits, leaves the group and
-//! returns a [`ShutdownSummary`]. A revoke does the same for the revoked partitions.
+//! returns a [`ShutdownSummary`]. The members of one engine leave the group only once all of
+//! them committed, so no member's departure fails another's final commit. A revoke does the
+//! same for the revoked partitions.
 
 mod member;
 pub(crate) mod partition;
+mod poll_loop;
 mod stats;
 
 use std::collections::BTreeMap;
@@ -122,6 +125,7 @@ impl ConsumerEngine {
         let counters = Arc::new(EngineCounters::default());
         let start_options = options.clone();
         let start_counters = counters.clone();
+        let leave_gate = Arc::new(poll_loop::LeaveGate::new(options.members));
         let members = tokio::task::spawn_blocking(move || {
             (0..start_options.members)
                 .map(|index| {
@@ -130,6 +134,7 @@ impl ConsumerEngine {
                         start_options.clone(),
                         start_counters.clone(),
                         streams_tx.clone(),
+                        leave_gate.clone(),
                     )
                 })
                 .collect::<Result<Vec<_>, _>>()

@@ -21,13 +21,13 @@ pub struct EngineStats {
     /// Sum over assigned partitions of the most records each held at once: an upper bound of
     /// the most records held at any moment.
     pub peak_held: usize,
-    /// The configured bound on held records for the current assignment: assigned partitions ×
-    /// (partition buffer + the quarter-window overflow a full partition holds before pausing).
+    /// The configured bound on held records for the current assignment: partition buffer ×
+    /// assigned partitions.
     pub held_bound: usize,
     /// Partitions currently assigned to this engine's members.
     pub assigned_partitions: usize,
-    /// Partitions currently paused because their demand window is full.
-    pub paused_partitions: usize,
+    /// Partitions whose demand window is full, so the engine takes no records from them.
+    pub full_partitions: usize,
     /// Rebalance callbacks run (assignments and revocations).
     pub rebalances: u64,
     /// Commits the broker confirmed.
@@ -46,7 +46,7 @@ pub(super) fn snapshot(
         delivered: counters.retired_delivered.load(Ordering::Relaxed),
         acked: counters.retired_acked.load(Ordering::Relaxed),
         assigned_partitions: counters.assigned.load(Ordering::Relaxed),
-        paused_partitions: counters.paused.load(Ordering::Relaxed),
+        full_partitions: counters.full.load(Ordering::Relaxed),
         rebalances: counters.rebalances.load(Ordering::Relaxed),
         commits: counters.commit.commits.load(Ordering::Relaxed),
         commit_errors: counters.commit.errors.load(Ordering::Relaxed),
@@ -61,7 +61,6 @@ pub(super) fn snapshot(
             stats.peak_held += shared.peak_held.load(Ordering::Relaxed);
         }
     }
-    stats.held_bound =
-        stats.assigned_partitions * (partition_buffer + super::member::overflow(partition_buffer));
+    stats.held_bound = stats.assigned_partitions * partition_buffer;
     stats
 }

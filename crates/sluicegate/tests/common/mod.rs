@@ -21,7 +21,11 @@ pub fn options(broker: &TestBroker, group: &str, topic: &str) -> ConsumerOptions
 
 /// A fresh topic with `partitions` partitions and `records` values `"{partition}-{n}"` spread
 /// evenly, produced together (so they share producer batches).
-pub async fn topic_with_records(broker: &TestBroker, partitions: i32, per_partition: usize) -> String {
+pub async fn topic_with_records(
+    broker: &TestBroker,
+    partitions: i32,
+    per_partition: usize,
+) -> String {
     let topic = testing::unique_name("engine");
     broker.create_topic(&topic, partitions).await;
     let records = (0..per_partition)

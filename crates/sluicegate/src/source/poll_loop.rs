@@ -1,0 +1,266 @@
+//! The poll thread of a group member: moves records from librdkafka to the application.
+//!
+//! # Backpressure
+//!
+//! Each assigned partition has its own librdkafka queue. The poll thread takes records from a
+//! partition's queue only while the partition's demand window has room (buffered records plus
+//! records delivered and not yet acknowledged, at most the partition buffer option), and hands
+//! them over in batches. A partition whose window is full is left alone: its records wait in
+//! librdkafka, whose fetcher stops once the partition's prefetch (the prefetch bytes option)
+//! is full. Nothing is paused, so nothing librdkafka fetched is thrown away and fetched again.
+//!
+//! The thread sleeps on a [`Doorbell`] that librdkafka rings when a queue receives records or
+//! events; while some window is full it also wakes every few milliseconds to see whether the
+//! application made room.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use tokio::sync::mpsc;
+
+use crate::commit::{self, CommitThread};
+use crate::record::{Header, Record};
+use crate::source::member::{MemberContext, MemberShared, MemberSummary, Outlet};
+
+/// How long the thread sleeps while some window is full, before looking for room again.
+const WAIT_WHILE_FULL: Duration = Duration::from_millis(5);
+/// How long the thread sleeps when nothing happens (the doorbell usually wakes it sooner).
+const WAIT_IDLE: Duration = Duration::from_millis(100);
+/// How much longer than the drain timeout a member waits for the others' final commits.
+const LEAVE_GATE_SLACK: Duration = Duration::from_secs(30);
+/// Most records taken from one partition queue before the next partition gets its turn.
+const MAX_BATCH: usize = 64;
+
+/// Wakes the poll thread: rung by librdkafka's threads when a queue becomes non-empty.
+#[derive(Debug, Default)]
+pub(crate) struct Doorbell {
+    rung: Mutex<bool>,
+    bell: Condvar,
+}
+
+impl Doorbell {
+    /// Wakes the waiting poll thread, or makes its next wait return at once.
+    pub fn ring(&self) {
+        *commit::lock(&self.rung) = true;
+        self.bell.notify_one();
+    }
+
+    /// Waits until rung or `timeout` passes.
+    fn wait(&self, timeout: Duration) {
+        let mut rung = commit::lock(&self.rung);
+        if !*rung {
+            rung = self
+                .bell
+                .wait_timeout(rung, timeout)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+        }
+        *rung = false;
+    }
+}
+
+/// Holds every member of an engine in the group until all of them made their final commits:
+/// a member that left early would start a rebalance that fails the others' commits.
+#[derive(Debug)]
+pub(crate) struct LeaveGate {
+    committing: Mutex<usize>,
+    all_committed: Condvar,
+}
+
+impl LeaveGate {
+    pub fn new(members: usize) -> Self {
+        Self {
+            committing: Mutex::new(members),
+            all_committed: Condvar::new(),
+        }
+    }
+
+    /// Records that one member committed, then waits (at most `timeout`) for the others.
+    fn committed_and_wait(&self, timeout: Duration) {
+        let mut committing = commit::lock(&self.committing);
+        *committing = committing.saturating_sub(1);
+        self.all_committed.notify_all();
+        let deadline = std::time::Instant::now() + timeout;
+        while *committing > 0 {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                tracing::warn!(
+                    members = *committing,
+                    "leaving before every member committed"
+                );
+                return;
+            }
+            committing = self
+                .all_committed
+                .wait_timeout(committing, deadline - now)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+        }
+    }
+}
+
+pub(crate) struct PollLoop {
+    pub consumer: Arc<BaseConsumer<MemberContext>>,
+    pub member: Arc<MemberShared>,
+    pub leave_gate: Arc<LeaveGate>,
+}
+
+impl PollLoop {
+    pub fn run(self, stop: &AtomicBool, commit_thread: CommitThread) -> MemberSummary {
+        let window = self.member.options.partition_buffer;
+        while !stop.load(Ordering::Acquire) {
+            self.serve_events();
+            let (moved, any_full) = self.move_records(window);
+            self.member
+                .counters
+                .fetched
+                .fetch_add(moved as u64, Ordering::Relaxed);
+            if moved == 0 {
+                self.member
+                    .doorbell
+                    .wait(if any_full { WAIT_WHILE_FULL } else { WAIT_IDLE });
+            }
+        }
+        self.shut_down(commit_thread)
+    }
+
+    /// Serves the consumer queue: rebalances (run as callbacks inside `poll`), errors, and
+    /// records of partitions whose queue was not split (none are expected).
+    fn serve_events(&self) {
+        while let Some(result) = self.consumer.poll(Duration::ZERO) {
+            match result {
+                Ok(message) => self.deliver_stray(&message),
+                Err(error) => {
+                    tracing::warn!(member = %self.member.name, %error, "consumer error")
+                }
+            }
+        }
+    }
+
+    /// Moves records from each partition queue whose window has room; returns how many moved
+    /// and whether some window is full.
+    fn move_records(&self, window: usize) -> (usize, bool) {
+        let mut moved = 0;
+        let mut any_full = false;
+        let mut outlets = commit::lock(&self.member.outlets);
+        for outlet in outlets.iter_mut() {
+            let room = outlet.shared.room(window);
+            self.note_full(outlet, room == 0);
+            if room == 0 {
+                any_full = true;
+                continue;
+            }
+            let limit = room.min(MAX_BATCH);
+            let mut batch = Vec::with_capacity(limit);
+            while batch.len() < limit {
+                match outlet.queue.poll(Duration::ZERO) {
+                    Some(Ok(message)) => {
+                        batch.push(to_record(&message, outlet.shared.topic.clone()))
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(partition = %outlet.shared.partition, %error, "fetch error")
+                    }
+                    None => break,
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            moved += batch.len();
+            hand_over(outlet, batch);
+            if outlet.shared.room(window) == 0 {
+                any_full = true;
+            }
+        }
+        (moved, any_full)
+    }
+
+    fn note_full(&self, outlet: &mut Outlet, full: bool) {
+        if outlet.full != full {
+            outlet.full = full;
+            if full {
+                self.member.counters.full.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.member.counters.full.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A record that arrived on the consumer queue: delivered to its partition regardless of
+    /// room (it cannot be put back).
+    fn deliver_stray(&self, message: &BorrowedMessage<'_>) {
+        let mut outlets = commit::lock(&self.member.outlets);
+        let Some(outlet) = outlets.iter_mut().find(|outlet| {
+            outlet.shared.partition.partition == message.partition()
+                && outlet.shared.partition.topic == message.topic()
+        }) else {
+            tracing::debug!(
+                topic = message.topic(),
+                partition = message.partition(),
+                "record for an unassigned partition dropped"
+            );
+            return;
+        };
+        let record = to_record(message, outlet.shared.topic.clone());
+        self.member.counters.fetched.fetch_add(1, Ordering::Relaxed);
+        hand_over(outlet, vec![record]);
+    }
+
+    /// Stops delivery, drains, commits and leaves the group.
+    fn shut_down(self, commit_thread: CommitThread) -> MemberSummary {
+        let mut summary = MemberSummary::default();
+        for released in self.member.release(&self.consumer, |_| true) {
+            summary.undrained += released.undrained;
+            if let Some(offset) = released.committed {
+                summary.committed.insert(released.partition, offset);
+            }
+        }
+        commit_thread.stop();
+        // The others may still be draining: wait their drain timeout plus time to commit. Only
+        // a member that died without committing makes this wait run out.
+        self.leave_gate
+            .committed_and_wait(self.member.options.drain_timeout + LEAVE_GATE_SLACK);
+        self.consumer.unsubscribe();
+        summary
+    }
+}
+
+/// Sends a batch to a partition's buffer, counting it against the window.
+fn hand_over(outlet: &mut Outlet, batch: Vec<Record>) {
+    outlet.shared.note_dispatched(batch.len());
+    // The buffer holds at most `window` batches of at least one record each and the window
+    // is never exceeded, so it is never full; a closed buffer means the stream was dropped.
+    if let Err(error) = outlet.batches.try_send(batch) {
+        let (mpsc::error::TrySendError::Full(batch) | mpsc::error::TrySendError::Closed(batch)) =
+            error;
+        outlet.shared.note_discarded(batch.len());
+    }
+}
+
+/// Copies a borrowed librdkafka message into an owned [`Record`].
+fn to_record(message: &BorrowedMessage<'_>, topic: Arc<str>) -> Record {
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|header| Header {
+                    key: header.key.to_owned(),
+                    value: header.value.map(<[u8]>::to_vec),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Record {
+        topic,
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers,
+        timestamp_ms: message.timestamp().to_millis(),
+    }
+}
