@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use crate::commit::{self, CommitContext, CommitCounters, CommitThread, Committer};
 use crate::options::{AssignmentStrategy, ConsumerOptions, StartPosition};
 use crate::record::{Offset, Record, TopicPartition};
+use crate::source::fetch_queue::FetchQueue;
 use crate::source::partition::{PartitionShared, PartitionStream};
 use crate::source::poll_loop::{Doorbell, LeaveGate, PollLoop};
 
@@ -42,8 +43,10 @@ pub(crate) struct EngineCounters {
 /// A partition's outlet on the poll thread: where its records come from and go to.
 pub(crate) struct Outlet {
     pub shared: Arc<PartitionShared>,
-    /// The partition's own librdkafka queue.
-    pub queue: PartitionQueue<MemberContext>,
+    /// The partition's own librdkafka queue, read in batches.
+    pub fetch: FetchQueue,
+    /// rust-rdkafka's handle on the same queue, kept for its non-empty callback (the doorbell).
+    _doorbell_hook: PartitionQueue<MemberContext>,
     pub batches: mpsc::Sender<Vec<Record>>,
     /// Whether the window was full at the last look (counted in `EngineCounters::full`).
     pub full: bool,
@@ -64,6 +67,9 @@ pub(crate) struct MemberShared {
     /// The member's consumer, to split partition queues on assignment (weak: the consumer
     /// owns this through its context).
     consumer: OnceLock<Weak<BaseConsumer<MemberContext>>>,
+    /// Set when the member shuts down: later assignments are not taken up, so no partition
+    /// queue outlives the client.
+    pub closing: AtomicBool,
 }
 
 /// The rdkafka context of a member: rebalance and commit callbacks.
@@ -91,6 +97,10 @@ impl ConsumerContext for MemberContext {
 
 impl MemberShared {
     fn assign(&self, list: &TopicPartitionList) {
+        if self.closing.load(Ordering::Acquire) {
+            tracing::debug!(member = %self.name, "assignment during shutdown ignored");
+            return;
+        }
         let (Some(committer), Some(consumer)) = (
             commit::lock(&self.committer).clone(),
             self.consumer.get().and_then(Weak::upgrade),
@@ -118,11 +128,18 @@ impl MemberShared {
             let doorbell = self.doorbell.clone();
             queue.set_nonempty_callback(move || doorbell.ring());
             let shared = Arc::new(PartitionShared::new(partition.clone()));
+            let Some(fetch) =
+                FetchQueue::open(consumer.client(), shared.topic.clone(), partition.partition)
+            else {
+                tracing::error!(member = %self.name, %partition, "cannot open the partition queue");
+                continue;
+            };
             let (sender, receiver) = mpsc::channel(self.options.partition_buffer);
             commit::lock(&self.registry).insert(partition.clone(), shared.clone());
             outlets.push(Outlet {
                 shared: shared.clone(),
-                queue,
+                fetch,
+                _doorbell_hook: queue,
                 batches: sender,
                 full: false,
             });
@@ -337,6 +354,7 @@ pub(crate) fn start(
         streams,
         committer: Mutex::default(),
         consumer: OnceLock::new(),
+        closing: AtomicBool::new(false),
     });
     let mut consumer: BaseConsumer<MemberContext> = client_config(&options)
         .create_with_context(MemberContext {

@@ -24,6 +24,7 @@
 //! them committed, so no member's departure fails another's final commit. A revoke does the
 //! same for the revoked partitions.
 
+mod fetch_queue;
 mod member;
 pub(crate) mod partition;
 mod poll_loop;

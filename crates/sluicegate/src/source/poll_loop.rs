@@ -155,17 +155,7 @@ impl PollLoop {
             }
             let limit = room.min(MAX_BATCH);
             let mut batch = Vec::with_capacity(limit);
-            while batch.len() < limit {
-                match outlet.queue.poll(Duration::ZERO) {
-                    Some(Ok(message)) => {
-                        batch.push(to_record(&message, outlet.shared.topic.clone()))
-                    }
-                    Some(Err(error)) => {
-                        tracing::warn!(partition = %outlet.shared.partition, %error, "fetch error")
-                    }
-                    None => break,
-                }
-            }
+            outlet.fetch.take_into(limit, &mut batch);
             if batch.is_empty() {
                 continue;
             }
@@ -211,6 +201,7 @@ impl PollLoop {
 
     /// Stops delivery, drains, commits and leaves the group.
     fn shut_down(self, commit_thread: CommitThread) -> MemberSummary {
+        self.member.closing.store(true, Ordering::Release);
         let mut summary = MemberSummary::default();
         for released in self.member.release(&self.consumer, |_| true) {
             summary.undrained += released.undrained;
