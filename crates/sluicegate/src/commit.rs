@@ -242,8 +242,8 @@ fn serve_requests<C: ConsumerContext + 'static>(
     }
 }
 
-/// Attempts of a commit whose caller waits for it (sync acknowledgements, final commits).
-const SYNC_ATTEMPTS: u32 = 5;
+/// Attempts of a commit whose caller waits for it (sync acknowledgements, shutdown).
+pub(crate) const SYNC_ATTEMPTS: u32 = 5;
 
 /// Commits `targets` and waits for the broker, trying retriable errors up to `attempts`
 /// times; on success each partition's committed offset moves up.
@@ -281,10 +281,16 @@ pub(crate) fn commit_sync<C: ConsumerContext + 'static>(
 
 /// Commits the committable offset of each partition and marks them released: from then on
 /// their acknowledgements are refused. The caller holds the commit lock.
+///
+/// A revoke makes one attempt: it runs inside librdkafka's rebalance callback, and while it
+/// waits the member cannot rejoin, so retrying a commit refused because of that very rebalance
+/// only gets the member thrown out of the group. What a refused commit leaves uncommitted is
+/// delivered again to the next owner.
 pub(crate) fn commit_final<C: ConsumerContext + 'static>(
     consumer: &BaseConsumer<C>,
     partitions: &[Arc<PartitionShared>],
     counters: &CommitCounters,
+    attempts: u32,
 ) {
     let targets: Vec<_> = partitions
         .iter()
@@ -298,8 +304,8 @@ pub(crate) fn commit_final<C: ConsumerContext + 'static>(
     if targets.is_empty() {
         return;
     }
-    if let Err(error) = commit_sync(consumer, &targets, counters, SYNC_ATTEMPTS) {
-        tracing::error!(%error, "final commit failed; records after the last commit will be re-delivered");
+    if let Err(error) = commit_sync(consumer, &targets, counters, attempts) {
+        tracing::warn!(%error, "final commit failed; records after the last commit will be re-delivered");
     }
 }
 

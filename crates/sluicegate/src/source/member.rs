@@ -171,7 +171,7 @@ impl MemberShared {
             .map(|element| TopicPartition::new(element.topic(), element.partition()))
             .collect();
         let released: Vec<TopicPartition> = self
-            .release(consumer, |partition| revoked.contains(partition))
+            .release(consumer, |partition| revoked.contains(partition), 1)
             .into_iter()
             .map(|released| released.partition)
             .collect();
@@ -185,6 +185,7 @@ impl MemberShared {
         &self,
         consumer: &BaseConsumer<MemberContext>,
         selected: impl Fn(&TopicPartition) -> bool,
+        commit_attempts: u32,
     ) -> Vec<ReleasedPartition> {
         let mut closing = Vec::new();
         {
@@ -218,7 +219,7 @@ impl MemberShared {
         }
         {
             let _commit_guard = commit::lock(&self.commit_lock);
-            commit::commit_final(consumer, &closing, &self.counters.commit);
+            commit::commit_final(consumer, &closing, &self.counters.commit, commit_attempts);
             let mut registry = commit::lock(&self.registry);
             for shared in &closing {
                 registry.remove(&shared.partition);

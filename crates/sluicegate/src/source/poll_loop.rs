@@ -203,7 +203,10 @@ impl PollLoop {
     fn shut_down(self, commit_thread: CommitThread) -> MemberSummary {
         self.member.closing.store(true, Ordering::Release);
         let mut summary = MemberSummary::default();
-        for released in self.member.release(&self.consumer, |_| true) {
+        for released in self
+            .member
+            .release(&self.consumer, |_| true, commit::SYNC_ATTEMPTS)
+        {
             summary.undrained += released.undrained;
             if let Some(offset) = released.committed {
                 summary.committed.insert(released.partition, offset);
