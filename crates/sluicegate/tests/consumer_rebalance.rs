@@ -874,6 +874,7 @@ async fn members_join_and_leave(broker: TestBroker, third: bool) {
             journal.revocations(member)
         );
     }
+    let lost = (journal.refused_acks("A"), journal.refused_acks("B"));
 
     // B stops while it holds a record of each of its partitions in flight.
     wait_processed(&journal, total * 7 / 10).await;
