@@ -190,6 +190,41 @@ async fn manual_strategy_commits_only_what_was_triggered(broker: TestBroker) {
     engine.shutdown().await;
 }
 
+/// The batch API: `next_batch` hands out records in offset order, at most `max` at a time;
+/// `ack_many` acknowledges them under one call and refuses an offset acked twice.
+async fn batches_are_taken_and_acknowledged_together(broker: TestBroker) {
+    let topic = topic_with_records(&broker, 1, 30).await;
+    let group = unique_name("batches");
+    let bootstrap = broker.bootstrap_servers();
+    let mut engine = ConsumerEngine::start(options(&broker, &group, &topic))
+        .await
+        .unwrap();
+    let mut stream = engine.next_partition().await.unwrap();
+    let acks = stream.acknowledger();
+    let mut offsets = Vec::new();
+    while offsets.len() < 30 {
+        let batch = tokio::time::timeout(WAIT, stream.next_batch(7))
+            .await
+            .expect("a batch within the timeout")
+            .expect("the stream is open");
+        assert!((1..=7).contains(&batch.len()), "batch of {}", batch.len());
+        let batch_offsets: Vec<i64> = batch.iter().map(|record| record.offset).collect();
+        acks.ack_many(batch_offsets.iter().copied()).await.unwrap();
+        offsets.extend(batch_offsets);
+    }
+    assert_eq!(offsets, (0..30).collect::<Vec<i64>>());
+    assert!(matches!(
+        acks.ack_many([29]).await,
+        Err(sluicegate::AckError::Offset { .. })
+    ));
+    let summary = engine.shutdown().await;
+    assert_eq!(summary.stats.acked, 30);
+    assert_eq!(
+        committed_offset(&bootstrap, &group, &topic, 0).await,
+        Some(30)
+    );
+}
+
 macro_rules! on_both_brokers {
     ($($scenario:ident),* $(,)?) => {
         mod embedded {
@@ -219,4 +254,5 @@ on_both_brokers!(
     interval_strategy_commits_within_an_interval,
     sync_strategy_commits_before_the_next_record,
     manual_strategy_commits_only_what_was_triggered,
+    batches_are_taken_and_acknowledged_together,
 );

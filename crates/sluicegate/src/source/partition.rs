@@ -198,6 +198,61 @@ impl PartitionStream {
     }
 }
 
+impl PartitionStream {
+    /// Takes the records waiting for this partition, at most `max` and at least one, waiting
+    /// for the first; `None` once the stream ended. Cheaper than taking records one at a time
+    /// (one lock for the whole batch); acknowledge them with [`Acknowledger::ack_many`].
+    pub async fn next_batch(&mut self, max: usize) -> Option<Vec<Record>> {
+        std::future::poll_fn(|cx| self.poll_next_batch(cx, max.max(1))).await
+    }
+
+    fn poll_next_batch(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<Option<Vec<Record>>> {
+        loop {
+            if self.current.len() == 0 {
+                match self.batches.poll_recv(cx) {
+                    Poll::Ready(Some(batch)) => self.current = batch.into_iter(),
+                    Poll::Ready(None) => return Poll::Ready(None),
+                    Poll::Pending => return Poll::Pending,
+                }
+                continue;
+            }
+            let records: Vec<Record> = if self.current.len() <= max {
+                // Reuses the batch's allocation.
+                std::mem::replace(&mut self.current, Vec::new().into_iter()).collect()
+            } else {
+                self.current.by_ref().take(max).collect()
+            };
+            let shared = &self.shared;
+            let mut state = shared.state();
+            if !state.open {
+                drop(state);
+                shared.note_discarded(records.len() + self.current.len());
+                self.current = Vec::new().into_iter();
+                continue;
+            }
+            let count = records.len();
+            let mut delivered = Vec::with_capacity(count);
+            for record in records {
+                match state.tracker.deliver(record.offset) {
+                    Ok(()) => delivered.push(record),
+                    // librdkafka delivers in offset order; a violation is a bug, not input.
+                    Err(error) => {
+                        tracing::error!(partition = %shared.partition, %error, "record skipped")
+                    }
+                }
+            }
+            drop(state);
+            shared.note_discarded(count - delivered.len());
+            shared
+                .delivered
+                .fetch_add(delivered.len() as u64, Ordering::Relaxed);
+            if !delivered.is_empty() {
+                return Poll::Ready(Some(delivered));
+            }
+        }
+    }
+}
+
 impl Stream for PartitionStream {
     type Item = Record;
 
@@ -263,33 +318,54 @@ impl Acknowledger {
     /// awaits it before taking the next record never runs ahead of its commits. With the other
     /// strategies it returns at once.
     pub async fn ack(&self, offset: Offset) -> Result<(), AckError> {
-        let committable = {
+        self.ack_many([offset]).await
+    }
+
+    /// Marks several offsets as finished under one lock: the cheap way to acknowledge a batch
+    /// from [`PartitionStream::next_batch`]. Stops at the first offset refused and returns
+    /// its error; the offsets before it stay acknowledged. Commits as [`ack`](Self::ack) does.
+    pub async fn ack_many(
+        &self,
+        offsets: impl IntoIterator<Item = Offset>,
+    ) -> Result<(), AckError> {
+        let mut acked = 0;
+        let (committable, refused) = {
             let mut state = self.shared.state();
             if state.released {
                 return Err(AckError::Revoked(self.shared.partition.clone()));
             }
-            let advanced = state
-                .tracker
-                .ack(offset)
-                .map_err(|source| AckError::Offset {
-                    partition: self.shared.partition.clone(),
-                    source,
-                })?;
+            let mut advanced = false;
+            let mut refused = None;
+            for offset in offsets {
+                match state.tracker.ack(offset) {
+                    Ok(moved) => {
+                        advanced |= moved;
+                        acked += 1;
+                    }
+                    Err(source) => {
+                        refused = Some(AckError::Offset {
+                            partition: self.shared.partition.clone(),
+                            source,
+                        });
+                        break;
+                    }
+                }
+            }
             if !state.open && state.tracker.is_drained() {
                 // A revoke or shutdown is waiting for the drain.
                 self.shared.drained.notify_all();
             }
-            advanced.then(|| state.tracker.committable()).flatten()
+            (
+                advanced.then(|| state.tracker.committable()).flatten(),
+                refused,
+            )
         };
-        self.shared.held.fetch_sub(1, Ordering::AcqRel);
-        self.shared.acked.fetch_add(1, Ordering::Relaxed);
-        match (self.strategy, committable) {
-            (CommitStrategy::Sync, Some(offset)) => {
-                self.request_commit(offset, CommitMode::Sync).await?;
-                Ok(())
-            }
-            _ => Ok(()),
+        self.shared.held.fetch_sub(acked, Ordering::AcqRel);
+        self.shared.acked.fetch_add(acked as u64, Ordering::Relaxed);
+        if let (CommitStrategy::Sync, Some(offset)) = (self.strategy, committable) {
+            self.request_commit(offset, CommitMode::Sync).await?;
         }
+        refused.map_or(Ok(()), Err)
     }
 
     /// Commits up to `offset` (the next offset to read, as in Kafka), capped at the committable
