@@ -225,29 +225,6 @@ async fn batches_are_taken_and_acknowledged_together(broker: TestBroker) {
     );
 }
 
-macro_rules! on_both_brokers {
-    ($($scenario:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::init_tracing();
-                    super::$scenario(super::TestBroker::embedded()).await;
-                }
-            )*
-        }
-        mod tansu {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::init_tracing();
-                    super::$scenario(super::TestBroker::tansu()).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_brokers!(
     commit_then_restart_resumes_at_the_committed_offset,
     out_of_order_acks_commit_the_contiguous_prefix,

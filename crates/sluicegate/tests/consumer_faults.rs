@@ -14,10 +14,8 @@ use futures_util::StreamExt;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use tokio::sync::watch;
 
-use common::{eventually, options};
-use sluicegate::testing::{
-    committed_offset, init_tracing, produce_records, unique_name, TestBroker, TestRecord,
-};
+use common::{committed_offsets, end_offsets, eventually, options, produce};
+use sluicegate::testing::{init_tracing, unique_name, TestBroker};
 use sluicegate::{AckError, ConsumerEngine, ConsumerOptions, Offset, PartitionStream};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -111,56 +109,6 @@ fn engine_options(broker: &TestBroker, group: &str, topic: &str) -> ConsumerOpti
         Ok(debug) => options.librdkafka("debug", debug),
         Err(_) => options,
     }
-}
-
-/// Produces records `"{p}-{n}"` for `n` in `numbers` to each of `partitions` partitions;
-/// returns their positions.
-async fn produce(
-    broker: &TestBroker,
-    topic: &str,
-    partitions: i32,
-    numbers: std::ops::Range<usize>,
-) -> BTreeSet<(i32, Offset)> {
-    let records: Vec<_> = numbers
-        .flat_map(|n| (0..partitions).map(move |p| TestRecord::to_partition(p, format!("{p}-{n}"))))
-        .collect();
-    let count = records.len();
-    let positions: BTreeSet<_> = produce_records(&broker.bootstrap_servers(), topic, records)
-        .await
-        .into_iter()
-        .collect();
-    assert_eq!(
-        positions.len(),
-        count,
-        "distinct positions of the produced records"
-    );
-    positions
-}
-
-fn end_offsets(produced: &BTreeSet<(i32, Offset)>) -> BTreeMap<i32, Offset> {
-    let mut ends = BTreeMap::new();
-    for (partition, offset) in produced {
-        let end = ends.entry(*partition).or_insert(0);
-        *end = (*end).max(offset + 1);
-    }
-    ends
-}
-
-async fn committed_offsets(
-    broker: &TestBroker,
-    group: &str,
-    topic: &str,
-    partitions: i32,
-) -> BTreeMap<i32, Offset> {
-    let mut committed = BTreeMap::new();
-    for partition in 0..partitions {
-        if let Some(offset) =
-            committed_offset(&broker.bootstrap_servers(), group, topic, partition).await
-        {
-            committed.insert(partition, offset);
-        }
-    }
-    committed
 }
 
 fn assert_every_record_acked(outcomes: &Outcomes, produced: &BTreeSet<(i32, Offset)>) {

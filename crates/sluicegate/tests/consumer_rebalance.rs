@@ -24,10 +24,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use common::{eventually, options};
-use sluicegate::testing::{
-    committed_offset, init_tracing, produce_records, unique_name, TestBroker, TestRecord,
-};
+use common::{committed_offsets, end_offsets, eventually, options, produce};
+use sluicegate::testing::{init_tracing, unique_name, TestBroker};
 use sluicegate::{
     AckError, ConsumerEngine, ConsumerOptions, Offset, PartitionLifecycle, PartitionStream,
     ShutdownSummary, TopicPartition,
@@ -434,60 +432,8 @@ async fn wait_processed(journal: &Journal, records: usize) {
     .await;
 }
 
-/// Produces records `"{p}-{n}"` for `n` in `numbers` to each of the first `partitions`
-/// partitions; returns their positions.
-async fn produce(
-    broker: &TestBroker,
-    topic: &str,
-    partitions: i32,
-    numbers: std::ops::Range<usize>,
-) -> BTreeSet<(i32, Offset)> {
-    let records = numbers
-        .flat_map(|n| (0..partitions).map(move |p| TestRecord::to_partition(p, format!("{p}-{n}"))))
-        .collect::<Vec<_>>();
-    let count = records.len();
-    let positions: BTreeSet<_> = produce_records(&broker.bootstrap_servers(), topic, records)
-        .await
-        .into_iter()
-        .collect();
-    assert_eq!(
-        positions.len(),
-        count,
-        "{}: distinct positions of the produced records",
-        broker.name()
-    );
-    positions
-}
-
-/// The offset after the last produced record of each partition.
-fn end_offsets(produced: &BTreeSet<(i32, Offset)>) -> BTreeMap<i32, Offset> {
-    let mut ends = BTreeMap::new();
-    for (partition, offset) in produced {
-        let end = ends.entry(*partition).or_insert(0);
-        *end = (*end).max(offset + 1);
-    }
-    ends
-}
-
-async fn committed_offsets(
-    broker: &TestBroker,
-    group: &str,
-    topic: &str,
-    partitions: i32,
-) -> BTreeMap<i32, Offset> {
-    let mut committed = BTreeMap::new();
-    for partition in 0..partitions {
-        if let Some(offset) =
-            committed_offset(&broker.bootstrap_servers(), group, topic, partition).await
-        {
-            committed.insert(partition, offset);
-        }
-    }
-    committed
-}
-
-/// One assignment of a partition to a member: from its `on_assign` to its `on_revoke`, or to
-/// the member's shutdown (which does not report a revoke).
+/// One assignment of a partition to a member: from its `on_assign` to its `on_revoke` (which
+/// shutdown reports too), or to the member's shutdown.
 #[derive(Debug, Clone)]
 struct Interval {
     engine: &'static str,
@@ -1146,33 +1092,6 @@ fn current_owners(journal: &Journal) -> BTreeMap<i32, usize> {
         }
     }
     owners
-}
-
-/// Runs each scenario once on the embedded broker and once on tansu, optionally with an extra
-/// attribute (an `ignore` with its reason) on one of the two.
-macro_rules! on_both_brokers {
-    ($($scenario:ident $({ embedded: #[$embedded:meta] })? $({ tansu: #[$tansu:meta] })?),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                $(#[$embedded])?
-                async fn $scenario() {
-                    super::init_tracing();
-                    super::$scenario(super::TestBroker::embedded()).await;
-                }
-            )*
-        }
-        mod tansu {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                $(#[$tansu])?
-                async fn $scenario() {
-                    super::init_tracing();
-                    super::$scenario(super::TestBroker::tansu()).await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_brokers!(

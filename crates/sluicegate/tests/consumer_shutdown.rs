@@ -173,27 +173,4 @@ async fn a_killed_member_loses_nothing(broker: TestBroker) {
     }
 }
 
-macro_rules! on_both_brokers {
-    ($($scenario:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::init_tracing();
-                    super::$scenario(super::TestBroker::embedded()).await;
-                }
-            )*
-        }
-        mod tansu {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::init_tracing();
-                    super::$scenario(super::TestBroker::tansu()).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_brokers!(shutdown_drains_then_commits, a_killed_member_loses_nothing);

@@ -1,11 +1,40 @@
 //! Helpers shared by the consumer engine's integration tests.
 #![allow(dead_code)]
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use sluicegate::testing::{self, TestBroker, TestRecord};
-use sluicegate::{ConsumerOptions, PartitionStream, Record};
+use sluicegate::{ConsumerOptions, Offset, PartitionStream, Record};
+
+/// Runs each scenario once on the embedded broker and once on tansu, optionally with an extra
+/// attribute (an `ignore` with its reason) on one of the two.
+#[macro_export]
+macro_rules! on_both_brokers {
+    ($($scenario:ident $({ embedded: #[$embedded:meta] })? $({ tansu: #[$tansu:meta] })?),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                $(#[$embedded])?
+                async fn $scenario() {
+                    super::init_tracing();
+                    super::$scenario(super::TestBroker::embedded()).await;
+                }
+            )*
+        }
+        mod tansu {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                $(#[$tansu])?
+                async fn $scenario() {
+                    super::init_tracing();
+                    super::$scenario(super::TestBroker::tansu()).await;
+                }
+            )*
+        }
+    };
+}
 
 /// Engine options for tests: short group timeouts (tansu waits on them during joins), fast
 /// interval commits and a short drain timeout.
@@ -19,8 +48,8 @@ pub fn options(broker: &TestBroker, group: &str, topic: &str) -> ConsumerOptions
         .connect_timeout(Duration::from_secs(10))
 }
 
-/// A fresh topic with `partitions` partitions and `records` values `"{partition}-{n}"` spread
-/// evenly, produced together (so they share producer batches).
+/// A fresh topic with `partitions` partitions and `per_partition` records in each (values
+/// `"{partition}-{n}"`), produced together so they share producer batches.
 pub async fn topic_with_records(
     broker: &TestBroker,
     partitions: i32,
@@ -28,11 +57,62 @@ pub async fn topic_with_records(
 ) -> String {
     let topic = testing::unique_name("engine");
     broker.create_topic(&topic, partitions).await;
-    let records = (0..per_partition)
+    produce(broker, &topic, partitions, 0..per_partition).await;
+    topic
+}
+
+/// Produces records `numbers` to each of `partitions` (values `"{partition}-{n}"`) and returns
+/// their positions.
+pub async fn produce(
+    broker: &TestBroker,
+    topic: &str,
+    partitions: i32,
+    numbers: std::ops::Range<usize>,
+) -> BTreeSet<(i32, Offset)> {
+    let records: Vec<_> = numbers
         .flat_map(|n| (0..partitions).map(move |p| TestRecord::to_partition(p, format!("{p}-{n}"))))
         .collect();
-    testing::produce_records(&broker.bootstrap_servers(), &topic, records).await;
-    topic
+    let count = records.len();
+    let positions: BTreeSet<_> =
+        testing::produce_records(&broker.bootstrap_servers(), topic, records)
+            .await
+            .into_iter()
+            .collect();
+    assert_eq!(
+        positions.len(),
+        count,
+        "{}: distinct positions of the produced records",
+        broker.name()
+    );
+    positions
+}
+
+/// The offset after the last produced record of each partition.
+pub fn end_offsets(produced: &BTreeSet<(i32, Offset)>) -> BTreeMap<i32, Offset> {
+    let mut ends = BTreeMap::new();
+    for (partition, offset) in produced {
+        let end = ends.entry(*partition).or_insert(0);
+        *end = (*end).max(offset + 1);
+    }
+    ends
+}
+
+/// The offsets `group` committed on the first `partitions` partitions of `topic`.
+pub async fn committed_offsets(
+    broker: &TestBroker,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> BTreeMap<i32, Offset> {
+    let mut committed = BTreeMap::new();
+    for partition in 0..partitions {
+        if let Some(offset) =
+            testing::committed_offset(&broker.bootstrap_servers(), group, topic, partition).await
+        {
+            committed.insert(partition, offset);
+        }
+    }
+    committed
 }
 
 /// Takes the next record of a stream, failing the test after `timeout`.
