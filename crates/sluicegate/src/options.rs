@@ -267,16 +267,6 @@ impl ConsumerOptions {
         self
     }
 
-    /// The group id.
-    pub fn group_id_value(&self) -> &str {
-        &self.group_id
-    }
-
-    /// The demand window per partition.
-    pub fn partition_buffer_value(&self) -> usize {
-        self.partition_buffer
-    }
-
     /// Checks every option without connecting; the first bad one is returned.
     pub fn validate(&self) -> Result<(), OptionsError> {
         if self.bootstrap_servers.trim().is_empty() {
