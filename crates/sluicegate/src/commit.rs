@@ -292,6 +292,16 @@ pub(crate) fn commit_final<C: ConsumerContext + 'static>(
     counters: &CommitCounters,
     attempts: u32,
 ) {
+    if consumer.assignment_lost() {
+        // The group already gave these partitions to others (the session expired): a commit
+        // would be refused, and what this member acknowledged since its last commit is
+        // delivered again to the new owners.
+        for shared in partitions {
+            shared.state().released = true;
+        }
+        tracing::info!("assignment lost; no final commit");
+        return;
+    }
     let targets: Vec<_> = partitions
         .iter()
         .filter_map(|shared| {

@@ -101,6 +101,8 @@ async fn a_stalled_handler_keeps_the_engine_within_its_bound(broker: TestBroker)
     .await;
     let summary = engine.shutdown().await;
     assert_eq!(summary.stats.acked, processed as u64);
+    assert_eq!(summary.stats.held_bound, bound);
+    assert!(summary.stats.peak_held <= bound);
     assert_eq!(summary.committed.values().sum::<i64>(), processed as i64);
 }
 

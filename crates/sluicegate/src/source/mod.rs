@@ -187,6 +187,8 @@ impl ConsumerEngine {
     /// Stops fetching, drains in-flight records (up to the drain timeout), commits, leaves the
     /// group and reports what happened.
     pub async fn shutdown(self) -> ShutdownSummary {
+        // Peaks and bounds belong to the assignment, which shutdown releases: read them first.
+        let before = self.stats();
         for member in &self.members {
             member.stop.store(true, Ordering::Release);
         }
@@ -204,7 +206,11 @@ impl ConsumerEngine {
                     Err(_) => tracing::error!("a poll thread panicked during shutdown"),
                 }
             }
-            summary.stats = stats::snapshot(&counters, &[], partition_buffer);
+            summary.stats = EngineStats {
+                peak_held: before.peak_held,
+                held_bound: before.held_bound,
+                ..stats::snapshot(&counters, &[], partition_buffer)
+            };
             summary
         })
         .await;

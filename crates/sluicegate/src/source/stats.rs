@@ -19,10 +19,10 @@ pub struct EngineStats {
     /// Records held by the engine: buffered plus delivered and not yet acknowledged.
     pub held: usize,
     /// Sum over assigned partitions of the most records each held at once: an upper bound of
-    /// the most records held at any moment.
+    /// the most records held at any moment. In a shutdown summary, as shutdown began.
     pub peak_held: usize,
     /// The configured bound on held records for the current assignment: partition buffer ×
-    /// assigned partitions.
+    /// assigned partitions. In a shutdown summary, as shutdown began.
     pub held_bound: usize,
     /// Partitions currently assigned to this engine's members.
     pub assigned_partitions: usize,
