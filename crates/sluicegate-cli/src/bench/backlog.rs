@@ -26,7 +26,9 @@ use rdkafka::ClientContext;
 use serde::{Deserialize, Serialize};
 use sluicegate::{ConsumerEngine, ConsumerOptions, EngineStats, PartitionStream, StartPosition};
 
-use super::{fresh_group, prepare_topic, spawn_worker, GroupTimeouts, Property};
+use super::{
+    fresh_group, prepare_topic, print_json, spawn_worker, GroupTimeouts, Property, RSS_SCOPE,
+};
 use crate::progress::thousands;
 use crate::{out, rss, topic};
 
@@ -203,15 +205,11 @@ pub fn run(args: BacklogArgs) -> anyhow::Result<()> {
         record_bytes: args.record_bytes,
         seconds: args.seconds,
         handler_ms: args.handler_ms,
-        rss_scope: "each side runs in its own child process; the broker is a separate process",
+        rss_scope: RSS_SCOPE,
         broker: args.brokers.clone(),
     };
     if args.json {
-        out!(
-            "{}",
-            serde_json::to_string(&report).context("could not encode the report")?
-        )?;
-        return Ok(());
+        return print_json(&report);
     }
     out!(
         "sluice bench backlog: {} records ({} partitions x {} bytes) on {}, handler {} ms per record, {} s per side",
@@ -254,11 +252,7 @@ pub fn run_worker(args: BacklogWorkerArgs) -> anyhow::Result<()> {
         Mode::Engine => crate::runtime()?.block_on(engine_side(&args))?,
         Mode::Plain => plain_side(&args)?,
     };
-    out!(
-        "{}",
-        serde_json::to_string(&report).context("could not encode the side report")?
-    )?;
-    Ok(())
+    print_json(&report)
 }
 
 /// The engine with default options and a sleeping handler per partition.

@@ -30,7 +30,8 @@ use tokio::sync::Notify;
 
 use super::child_broker::ChildBroker;
 use super::{
-    fresh_group, median, per_second, prepare_topic, spawn_worker, GroupTimeouts, Property,
+    fresh_group, median, per_second, prepare_topic, print_json, spawn_worker, GroupTimeouts,
+    Property, RSS_SCOPE,
 };
 use crate::exit::usage;
 use crate::progress::thousands;
@@ -284,7 +285,7 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         peak_rss_bytes: peak_of(Side::Sluice),
         baseline_peak_rss_bytes: peak_of(Side::Baseline),
         bench_process_peak_rss_bytes: rss::peak_bytes().unwrap_or(0),
-        rss_scope: "each side runs in its own child process; the broker is a separate process",
+        rss_scope: RSS_SCOPE,
         baseline_rps_with_startup: median(&of(Side::Baseline, |report| report.rps_with_startup)),
         sluice_rps_with_startup: median(&of(Side::Sluice, |report| report.rps_with_startup)),
         records: expected,
@@ -295,11 +296,7 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         baseline_config,
     };
     if args.json {
-        out!(
-            "{}",
-            serde_json::to_string(&report).context("could not encode the report")?
-        )?;
-        return Ok(());
+        return print_json(&report);
     }
     out!(
         "sluice bench consume: {} records ({} partitions x {} bytes) per round, {} rounds, on {}",
@@ -424,11 +421,7 @@ pub fn run_worker(args: ConsumeWorkerArgs) -> anyhow::Result<()> {
             crate::runtime()?.block_on(sluice_round(&args, &offsets))?
         }
     };
-    out!(
-        "{}",
-        serde_json::to_string(&report).context("could not encode the round report")?
-    )?;
-    Ok(())
+    print_json(&report)
 }
 
 /// Timestamps of one round.

@@ -17,8 +17,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::exit::usage;
+use crate::out;
 use crate::produce::{self, ProducePlan};
 use crate::progress::{thousands, Progress};
 use crate::topic::{self, PartitionOffsets};
@@ -214,6 +216,19 @@ fn wait_for_topic(
 
 /// Runs this binary with `args` as a child process and parses the JSON object it prints last
 /// on stdout. Its stderr goes to ours.
+/// Where each bench's peak RSS figures come from.
+pub const RSS_SCOPE: &str =
+    "each side runs in its own child process; the broker is a separate process";
+
+/// Prints `report` as one line of JSON (a bench's `--json` output or a worker's report).
+pub fn print_json(report: &impl Serialize) -> anyhow::Result<()> {
+    out!(
+        "{}",
+        serde_json::to_string(report).context("could not encode the report")?
+    )?;
+    Ok(())
+}
+
 pub fn spawn_worker<T: DeserializeOwned>(args: &[String]) -> anyhow::Result<T> {
     let exe = std::env::current_exe().context("could not find the sluice executable")?;
     let output = Command::new(&exe)
