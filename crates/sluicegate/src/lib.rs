@@ -34,6 +34,7 @@ mod commit;
 pub mod embedded;
 mod offsets;
 mod options;
+pub mod pipeline;
 mod record;
 mod source;
 #[cfg(feature = "testing")]

@@ -1,0 +1,72 @@
+//! The failure path: failed messages are handed to the failure handler in batches, then
+//! acknowledged, so a failed record's offset still advances.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::handlers::{guarded, FailureHandler};
+use super::message::{BoxError, Failed};
+use super::source::AckSink;
+use super::stats::PipelineCounters;
+use super::test_pipeline::TestLog;
+
+/// How many failed messages one failure handler call receives at most.
+pub(crate) const FAILURE_BATCH: usize = 100;
+
+/// A failed message on its way to the failure handler.
+pub(crate) struct FailedEntry<D> {
+    pub failed: Failed<D>,
+    pub acks: Arc<AckSink>,
+}
+
+/// Everything the failure task needs.
+pub(crate) struct FailureContext<S, D> {
+    pub state: Arc<S>,
+    pub handler: FailureHandler<S, D>,
+    pub handler_timeout: Option<Duration>,
+    pub counters: Arc<PipelineCounters>,
+    pub log: Option<Arc<TestLog>>,
+}
+
+/// Runs until every sender is dropped: takes what failed (one message, plus whatever else is
+/// already waiting, up to [`FAILURE_BATCH`]), calls the failure handler, then acknowledges.
+/// A failure handler that errs, panics or times out is logged; its messages are still
+/// acknowledged, since there is nowhere further to send them.
+pub(crate) async fn run<S, D>(
+    context: FailureContext<S, D>,
+    mut entries: mpsc::Receiver<FailedEntry<D>>,
+) where
+    S: Send + Sync + 'static,
+    D: Send + Sync + 'static,
+{
+    let mut batch = Vec::with_capacity(FAILURE_BATCH);
+    while entries.recv_many(&mut batch, FAILURE_BATCH).await > 0 {
+        let (failed, sinks): (Vec<_>, Vec<_>) = batch
+            .drain(..)
+            .map(|entry| (entry.failed, entry.acks))
+            .unzip();
+        context.counters.note_failed(failed.len());
+        if let Some(log) = &context.log {
+            log.failed(&failed);
+        }
+        let positions: Vec<_> = failed.iter().map(|f| f.message.offset()).collect();
+        let call = (context.handler)(context.state.clone(), failed);
+        let outcome = guarded(
+            async {
+                call.await;
+                Ok::<(), BoxError>(())
+            },
+            context.handler_timeout,
+            None,
+        )
+        .await;
+        if let Err(reason) = outcome {
+            tracing::error!(%reason, count = positions.len(), "failure handler failed; acknowledging its messages anyway");
+        }
+        for (offset, acks) in positions.into_iter().zip(sinks) {
+            acks.ack(&[offset]).await;
+        }
+    }
+}

@@ -1,0 +1,559 @@
+//! Broadway-style pipelines: processors with an ordering mode, named batchers, and a failure
+//! handler, over one or more consumer engines.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use sluicegate::pipeline::{BatcherOptions, Pipeline, ProcessingOrder};
+//! use sluicegate::{ConsumerEngine, ConsumerOptions};
+//!
+//! struct Store; // a database pool, an HTTP client...
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = ConsumerEngine::start(ConsumerOptions::new("127.0.0.1:9092", "billing", ["orders"])).await?;
+//! let pipeline = Pipeline::builder(Store)
+//!     .concurrency(32)
+//!     .order(ProcessingOrder::Key)
+//!     .handle_message(|_store: Arc<Store>, message| async move {
+//!         if message.data().value.is_none() {
+//!             return Err("tombstone".into());
+//!         }
+//!         Ok(message.put_batcher("db"))
+//!     })
+//!     .batcher("db", BatcherOptions::new().size(500).timeout(Duration::from_millis(200)))
+//!     .handle_batch(|_store, batch| async move {
+//!         println!("{} rows for {}", batch.messages.len(), batch.key);
+//!         Ok(())
+//!     })
+//!     .handle_failed(|_store, failed| async move {
+//!         for failure in failed {
+//!             eprintln!("offset {} failed: {}", failure.message.offset(), failure.reason);
+//!         }
+//!     })
+//!     .source(engine)
+//!     .start()?;
+//! tokio::signal::ctrl_c().await?;
+//! let summary = pipeline.shutdown().await;
+//! println!("{} processed, {} failed", summary.stats.processed, summary.stats.failed);
+//! # Ok(()) }
+//! ```
+//!
+//! # Ordering
+//!
+//! Each assigned partition has one processor task, which takes its records in offset order
+//! and runs the message handler as [`ProcessingOrder`] allows: one record of the partition at
+//! a time (`Partition`, the default), one record per (partition, key) at a time (`Key`), or
+//! any number (`Unordered`). [`PipelineBuilder::concurrency`] caps the message handler calls
+//! running at once across the whole pipeline. Routing is managed by the pipeline: there is no
+//! partition router to set, so none can conflict with the order.
+//!
+//! # Batching
+//!
+//! The message handler routes a message to a batcher with [`Message::put_batcher`]. A
+//! batcher groups messages by [`BatchKey`], by default the record's partition, so a batch
+//! holds one partition's records in the order they finished the message handler (offset
+//! order in `Partition` order). Batches with the same key are handled one at a time, in the
+//! order they were formed.
+//!
+//! - A coarser key ([`Message::put_batch_key`] with, say, the topic name) packs several
+//!   partitions into one batch: fuller batches, and each partition's records still appear in
+//!   order within it; group by partition inside the batch handler if that matters.
+//! - A finer key (a key per customer, say) splits a partition across batches that are
+//!   handled independently, which gives up partition order between them; use it when key
+//!   order is enough. Routing to several batchers does the same.
+//!
+//! # Failures
+//!
+//! A handler that returns an error, panics, or runs past
+//! [`PipelineBuilder::handler_timeout`] fails its record (every record of the batch, for a
+//! batch handler) with a [`FailureReason`]. Failed records go to the failure handler in
+//! batches and are then acknowledged: their offsets advance like successful ones, so a bad
+//! record never blocks its partition. Without a failure handler, failures are logged.
+//!
+//! # Delivery semantics
+//!
+//! At least once. A record is acknowledged only when it is finished: after the message
+//! handler (when not routed to a batcher), after its batch handler succeeded, or after the
+//! failure handler returned. The engine commits an offset only when every lower offset of
+//! its partition was acknowledged, so records finishing out of order never commit past
+//! unfinished work.
+//!
+//! # Backpressure
+//!
+//! The pipeline takes records from a partition only as its demand window
+//! ([`ConsumerOptions::partition_buffer`](crate::ConsumerOptions::partition_buffer)) allows;
+//! records waiting for a handler, a batcher or the failure handler all count against it, so a
+//! slow handler pauses fetching instead of growing memory.
+//!
+//! # Shutdown
+//!
+//! [`Pipeline::shutdown`] stops the sources: every partition's processor finishes its
+//! records, partial batches holding its records are handed out ([`BatchTrigger::Flush`]),
+//! failures are handled, then the engine commits and leaves the group. A revoked partition
+//! goes through the same steps before the engine releases it. Work still unfinished after
+//! the engine's drain timeout is abandoned (and delivered again to the partition's next
+//! owner).
+
+mod batcher;
+mod failures;
+mod handlers;
+mod lanes;
+mod message;
+mod processor;
+mod rate_limit;
+mod source;
+mod stats;
+mod test_pipeline;
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+
+pub use batcher::BatcherOptions;
+pub use message::{
+    Batch, BatchKey, BatchTrigger, BoxError, Failed, FailureKind, FailureReason, Message,
+    MessageFormat, Metadata, RawValue,
+};
+pub use processor::ProcessingOrder;
+pub use stats::{PipelineStats, PipelineSummary};
+pub use test_pipeline::{BatchSeen, FailureSeen, TestPipeline, TestReport};
+
+use crate::options::OptionsError;
+use crate::record::{Record, TopicPartition};
+use crate::source::ConsumerEngine;
+use handlers::{BatchHandler, FailureHandler, MessageHandler};
+use processor::ProcessorContext;
+use source::Source;
+use stats::PipelineCounters;
+use test_pipeline::TestLog;
+
+/// A callback run when a partition starts or stops in the pipeline.
+pub(crate) type PartitionCallback = Arc<dyn Fn(&TopicPartition) + Send + Sync>;
+
+/// How long, after its sources stopped, a pipeline waits for handlers still running.
+const ABANDON_AFTER: Duration = Duration::from_secs(5);
+
+/// Entry point: [`Pipeline::builder`] declares a pipeline, [`PipelineBuilder::start`] runs
+/// it, and the running [`Pipeline`] reports and shuts down.
+pub struct Pipeline {
+    stop: watch::Sender<bool>,
+    acceptors: Vec<JoinHandle<(Source, JoinSet<()>)>>,
+    background: JoinSet<()>,
+    counters: Arc<PipelineCounters>,
+}
+
+impl Pipeline {
+    /// Declares a pipeline whose handlers receive full [`Record`]s and share `state`.
+    pub fn builder<S: Send + Sync + 'static>(state: S) -> PipelineBuilder<S, Record> {
+        PipelineBuilder::new(state)
+    }
+
+    /// Declares a pipeline whose handlers receive [`RawValue`]s: the raw value plus
+    /// broadway_kafka-style metadata.
+    pub fn raw_value_builder<S: Send + Sync + 'static>(state: S) -> PipelineBuilder<S, RawValue> {
+        PipelineBuilder::new(state)
+    }
+
+    /// A snapshot of the pipeline's counters.
+    pub fn stats(&self) -> PipelineStats {
+        self.counters.snapshot()
+    }
+
+    /// Stops taking partitions, drains every processor, batcher and the failure handler,
+    /// lets each engine commit and leave its group, and reports what happened.
+    pub async fn shutdown(mut self) -> PipelineSummary {
+        let _ = self.stop.send(true);
+        let mut stopping = Vec::new();
+        for acceptor in self.acceptors {
+            match acceptor.await {
+                Ok(stopped) => stopping.push(stopped),
+                Err(error) => tracing::error!(%error, "a pipeline source task failed"),
+            }
+        }
+        let summaries = futures_util::future::join_all(stopping.into_iter().map(
+            |(source, mut partitions)| async move {
+                let bounded = matches!(source, Source::Engine(_));
+                let summary = source.shutdown().await;
+                let all_finished = async { while partitions.join_next().await.is_some() {} };
+                if !bounded {
+                    all_finished.await;
+                } else if tokio::time::timeout(ABANDON_AFTER, all_finished)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        "handlers still running after the drain timeout; abandoning them"
+                    );
+                    partitions.abort_all();
+                }
+                summary
+            },
+        ))
+        .await;
+        if tokio::time::timeout(ABANDON_AFTER, async {
+            while self.background.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tracing::warn!("batch or failure handlers still running; abandoning them");
+            self.background.abort_all();
+        }
+        PipelineSummary {
+            stats: self.counters.snapshot(),
+            sources: summaries.into_iter().flatten().collect(),
+        }
+    }
+}
+
+/// Declares a pipeline: handlers, order, concurrency, batchers and sources. Handlers receive
+/// the shared state (as `Arc<S>`) and messages whose data is `D`: [`Record`] or [`RawValue`].
+pub struct PipelineBuilder<S, D = Record> {
+    state: Arc<S>,
+    sources: Vec<ConsumerEngine>,
+    concurrency: usize,
+    order: ProcessingOrder,
+    handler_timeout: Option<Duration>,
+    rate_limit: Option<(u64, Duration)>,
+    batchers: Vec<(String, BatcherOptions)>,
+    handle_message: Option<MessageHandler<S, D>>,
+    handle_batch: Option<BatchHandler<S, D>>,
+    handle_failed: Option<FailureHandler<S, D>>,
+    on_partition_start: Option<PartitionCallback>,
+    on_partition_stop: Option<PartitionCallback>,
+}
+
+impl<S, D> PipelineBuilder<S, D>
+where
+    S: Send + Sync + 'static,
+    D: MessageFormat,
+{
+    fn new(state: S) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self {
+            state: Arc::new(state),
+            sources: Vec::new(),
+            concurrency: cores * 2,
+            order: ProcessingOrder::default(),
+            handler_timeout: None,
+            rate_limit: None,
+            batchers: Vec::new(),
+            handle_message: None,
+            handle_batch: None,
+            handle_failed: None,
+            on_partition_start: None,
+            on_partition_stop: None,
+        }
+    }
+
+    /// Adds a consumer engine as a source. Several engines (or one engine with several
+    /// members) share the work: each partition is owned by exactly one of them at a time.
+    pub fn source(mut self, engine: ConsumerEngine) -> Self {
+        self.sources.push(engine);
+        self
+    }
+
+    /// How many message handler calls run at once across the pipeline. Default: twice the
+    /// number of CPU cores, as Broadway's processors.
+    pub fn concurrency(mut self, calls: usize) -> Self {
+        self.concurrency = calls;
+        self
+    }
+
+    /// In what order a partition's records reach the message handler. Default:
+    /// [`ProcessingOrder::Partition`].
+    pub fn order(mut self, order: ProcessingOrder) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// Fails a handler call (message, batch or failure handler) that runs longer than this.
+    /// Default: no limit, so a handler that hangs holds its partition (or key) until it
+    /// returns.
+    pub fn handler_timeout(mut self, timeout: Duration) -> Self {
+        self.handler_timeout = Some(timeout);
+        self
+    }
+
+    /// Caps message handler calls at `records` per `interval` for the whole pipeline.
+    pub fn rate_limit(mut self, records: u64, interval: Duration) -> Self {
+        self.rate_limit = Some((records, interval));
+        self
+    }
+
+    /// Declares a batcher the message handler can route messages to by `name`.
+    pub fn batcher(mut self, name: &str, options: BatcherOptions) -> Self {
+        self.batchers.push((name.to_string(), options));
+        self
+    }
+
+    /// The message handler (required): called once per record, it returns the message
+    /// (optionally routed to a batcher) or an error that fails the record.
+    pub fn handle_message<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(Arc<S>, Message<D>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Message<D>, BoxError>> + Send + 'static,
+    {
+        self.handle_message = Some(Arc::new(move |state, message| {
+            Box::pin(handler(state, message))
+        }));
+        self
+    }
+
+    /// The batch handler (required when batchers are declared): called with each batch; an
+    /// error fails every message of the batch.
+    pub fn handle_batch<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(Arc<S>, Batch<D>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        self.handle_batch = Some(Arc::new(move |state, batch| {
+            Box::pin(handler(state, batch))
+        }));
+        self
+    }
+
+    /// The failure handler: called with failed messages in batches (up to 100); they are
+    /// acknowledged when it returns. Default: log each failure.
+    pub fn handle_failed<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(Arc<S>, Vec<Failed<D>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.handle_failed = Some(Arc::new(move |state, failed| {
+            Box::pin(handler(state, failed))
+        }));
+        self
+    }
+
+    /// Called when a partition starts in the pipeline, before its first record.
+    pub fn on_partition_start(
+        mut self,
+        callback: impl Fn(&TopicPartition) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_partition_start = Some(Arc::new(callback));
+        self
+    }
+
+    /// Called when a partition stops (revoke or shutdown), once all its records were
+    /// handled, batched, flushed and acknowledged.
+    pub fn on_partition_stop(
+        mut self,
+        callback: impl Fn(&TopicPartition) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_partition_stop = Some(Arc::new(callback));
+        self
+    }
+
+    /// Checks the declaration and starts the pipeline on the current tokio runtime. An
+    /// invalid declaration fails here, naming the setting, before any record is taken.
+    pub fn start(mut self) -> Result<Pipeline, OptionsError> {
+        if self.sources.is_empty() {
+            return Err(invalid(
+                "source",
+                "a pipeline needs at least one consumer engine",
+            ));
+        }
+        let sources = std::mem::take(&mut self.sources)
+            .into_iter()
+            .map(Source::Engine)
+            .collect();
+        self.launch(sources, None)
+    }
+
+    fn validate(&self) -> Result<(), OptionsError> {
+        if self.handle_message.is_none() {
+            return Err(invalid(
+                "handle_message",
+                "a pipeline needs a message handler",
+            ));
+        }
+        if self.concurrency == 0 {
+            return Err(invalid("concurrency", "must be at least 1"));
+        }
+        if self.handler_timeout == Some(Duration::ZERO) {
+            return Err(invalid("handler_timeout", "must be greater than zero"));
+        }
+        if let Some((records, interval)) = self.rate_limit {
+            if records == 0 || interval.is_zero() {
+                return Err(invalid(
+                    "rate_limit",
+                    "needs at least 1 record per non-zero interval",
+                ));
+            }
+        }
+        match (self.batchers.is_empty(), self.handle_batch.is_some()) {
+            (false, false) => {
+                return Err(invalid(
+                    "handle_batch",
+                    "batchers are declared but no batch handler",
+                ))
+            }
+            (true, true) => {
+                return Err(invalid(
+                    "batcher",
+                    "a batch handler is set but no batcher is declared",
+                ))
+            }
+            _ => {}
+        }
+        for (index, (name, options)) in self.batchers.iter().enumerate() {
+            let key = |setting: &str| format!("batcher.{name}.{setting}");
+            if name.is_empty() {
+                return Err(invalid("batcher", "a batcher name must not be empty"));
+            }
+            if self.batchers[..index]
+                .iter()
+                .any(|(earlier, _)| earlier == name)
+            {
+                return Err(invalid(&format!("batcher.{name}"), "declared twice"));
+            }
+            if options.size == 0 {
+                return Err(invalid(&key("size"), "must be at least 1"));
+            }
+            if options.timeout.is_zero() {
+                return Err(invalid(&key("timeout"), "must be greater than zero"));
+            }
+            if options.concurrency == 0 {
+                return Err(invalid(&key("concurrency"), "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the batchers, the failure task and one acceptor per source.
+    fn launch(
+        self,
+        sources: Vec<Source>,
+        log: Option<Arc<TestLog>>,
+    ) -> Result<Pipeline, OptionsError> {
+        self.validate()?;
+        let Self {
+            state,
+            concurrency,
+            order,
+            handler_timeout,
+            rate_limit,
+            batchers,
+            handle_message,
+            handle_batch,
+            handle_failed,
+            on_partition_start,
+            on_partition_stop,
+            ..
+        } = self;
+        let counters = Arc::new(PipelineCounters::default());
+        let mut background = JoinSet::new();
+        let (failures, failed) = mpsc::channel(failures::FAILURE_BATCH);
+        background.spawn(failures::run(
+            failures::FailureContext {
+                state: state.clone(),
+                handler: handle_failed
+                    .unwrap_or_else(|| Arc::new(|_, failed| Box::pin(log_failures(failed)))),
+                handler_timeout,
+                counters: counters.clone(),
+                log: log.clone(),
+            },
+            failed,
+        ));
+        let mut batcher_inputs = HashMap::new();
+        if let Some(handle_batch) = handle_batch {
+            for (name, options) in batchers {
+                let name: Arc<str> = name.into();
+                let context = batcher::BatcherContext {
+                    name: name.clone(),
+                    options,
+                    state: state.clone(),
+                    handler: handle_batch.clone(),
+                    handler_timeout,
+                    failures: failures.clone(),
+                    counters: counters.clone(),
+                    log: log.clone(),
+                };
+                batcher_inputs.insert(name, batcher::spawn(context, &mut background));
+            }
+        }
+        let context = Arc::new(ProcessorContext {
+            state,
+            handler: handle_message.expect("validated: a message handler is set"),
+            order,
+            permits: Semaphore::new(concurrency),
+            handler_timeout,
+            rate_limit: rate_limit
+                .map(|(records, interval)| rate_limit::RateLimiter::new(records, interval)),
+            batchers: batcher_inputs,
+            failures,
+            counters: counters.clone(),
+            on_start: on_partition_start,
+            on_stop: on_partition_stop,
+            lane_hasher: RandomState::new(),
+        });
+        let (stop, stopped) = watch::channel(false);
+        let acceptors = sources
+            .into_iter()
+            .map(|source| tokio::spawn(accept(context.clone(), source, stopped.clone())))
+            .collect();
+        Ok(Pipeline {
+            stop,
+            acceptors,
+            background,
+            counters,
+        })
+    }
+}
+
+fn invalid(key: &str, problem: &str) -> OptionsError {
+    OptionsError {
+        key: key.to_string(),
+        problem: problem.to_string(),
+    }
+}
+
+async fn log_failures<D>(failed: Vec<Failed<D>>) {
+    for failure in failed {
+        let message = &failure.message;
+        tracing::warn!(
+            topic = message.topic(),
+            partition = message.partition(),
+            offset = message.offset(),
+            reason = %failure.reason,
+            "record failed"
+        );
+    }
+}
+
+/// Starts a processor for every partition the source assigns, until the pipeline stops.
+/// Returns the source and its still-running processors so shutdown can drain them.
+async fn accept<S, D>(
+    context: Arc<ProcessorContext<S, D>>,
+    mut source: Source,
+    mut stopped: watch::Receiver<bool>,
+) -> (Source, JoinSet<()>)
+where
+    S: Send + Sync + 'static,
+    D: MessageFormat,
+{
+    let mut partitions = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stopped.wait_for(|stopped| *stopped) => break,
+            input = source.next_partition() => match input {
+                Some(input) => {
+                    partitions.spawn(processor::run_partition(context.clone(), input));
+                }
+                None => break,
+            },
+            Some(finished) = partitions.join_next(), if !partitions.is_empty() => {
+                if let Err(error) = finished {
+                    tracing::error!(%error, "a partition processor failed");
+                }
+            }
+        }
+    }
+    (source, partitions)
+}

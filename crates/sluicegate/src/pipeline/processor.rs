@@ -1,0 +1,229 @@
+//! Processors: one task per assigned partition takes its records and runs the message
+//! handler on them in the pipeline's [`ProcessingOrder`], within the pipeline-wide
+//! concurrency.
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+
+use super::batcher::BatcherInput;
+use super::failures::FailedEntry;
+use super::handlers::{guarded, MessageHandler};
+use super::lanes::{KeyLanes, Lane};
+use super::message::{Failed, FailureKind, FailureReason, Message, MessageFormat};
+use super::rate_limit::RateLimiter;
+use super::source::{AckSink, PartitionInput};
+use super::stats::PipelineCounters;
+use super::PartitionCallback;
+use crate::record::{Offset, Record};
+
+/// In what order a partition's records reach the message handler.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ProcessingOrder {
+    /// One record of a partition at a time, in offset order; partitions run concurrently.
+    #[default]
+    Partition,
+    /// One record per (partition, key) at a time, in offset order; different keys of a
+    /// partition run concurrently. Records without a key are ordered among themselves.
+    Key,
+    /// Any record may run concurrently with any other, up to the concurrency.
+    Unordered,
+}
+
+/// Records taken from a partition at a time in partition order. Acknowledgements are sent
+/// once per take, so this also bounds how long a finished record waits to be acknowledged.
+const TAKE_IN_ORDER: usize = 64;
+/// Records taken from a partition at a time in key and unordered order.
+const TAKE_CONCURRENT: usize = 256;
+
+/// What every processor task shares.
+pub(crate) struct ProcessorContext<S, D> {
+    pub state: Arc<S>,
+    pub handler: MessageHandler<S, D>,
+    pub order: ProcessingOrder,
+    pub permits: Semaphore,
+    pub handler_timeout: Option<Duration>,
+    pub rate_limit: Option<RateLimiter>,
+    pub batchers: HashMap<Arc<str>, mpsc::Sender<BatcherInput<D>>>,
+    pub failures: mpsc::Sender<FailedEntry<D>>,
+    pub counters: Arc<PipelineCounters>,
+    pub on_start: Option<PartitionCallback>,
+    pub on_stop: Option<PartitionCallback>,
+    pub lane_hasher: RandomState,
+}
+
+/// Runs one assigned partition until its feed ends (revoke or shutdown), then flushes the
+/// batches holding its records and waits until every record taken was acknowledged.
+pub(crate) async fn run_partition<S, D>(context: Arc<ProcessorContext<S, D>>, input: PartitionInput)
+where
+    S: Send + Sync + 'static,
+    D: MessageFormat,
+{
+    let PartitionInput {
+        partition,
+        mut feed,
+        acks,
+    } = input;
+    if let Some(on_start) = &context.on_start {
+        on_start(&partition);
+    }
+    match context.order {
+        ProcessingOrder::Partition => {
+            while let Some(records) = feed.next_batch(TAKE_IN_ORDER).await {
+                context.note_taken(&acks, records.len());
+                let mut finished = Vec::with_capacity(records.len());
+                for record in records {
+                    finished.extend(context.process(record, &acks).await);
+                }
+                acks.ack(&finished).await;
+            }
+        }
+        ProcessingOrder::Key | ProcessingOrder::Unordered => {
+            run_concurrently(&context, &mut feed, &acks).await
+        }
+    }
+    for batcher in context.batchers.values() {
+        let _ = batcher.send(BatcherInput::Flush(partition.clone())).await;
+    }
+    acks.settled().await;
+    if let Some(on_stop) = &context.on_stop {
+        on_stop(&partition);
+    }
+}
+
+/// Key and unordered order: each record runs as its own task once its lane is free.
+async fn run_concurrently<S, D>(
+    context: &Arc<ProcessorContext<S, D>>,
+    feed: &mut super::source::PartitionFeed,
+    acks: &Arc<AckSink>,
+) where
+    S: Send + Sync + 'static,
+    D: MessageFormat,
+{
+    let keyed = context.order == ProcessingOrder::Key;
+    let mut lanes: KeyLanes<Record> = KeyLanes::default();
+    let mut running: JoinSet<(Lane, Option<Offset>)> = JoinSet::new();
+    let start = |running: &mut JoinSet<_>, lane: Lane, record: Record| {
+        let context = context.clone();
+        let acks = acks.clone();
+        running.spawn(async move { (lane, context.process(record, &acks).await) });
+    };
+    let mut feed_open = true;
+    let mut finished = Vec::new();
+    while feed_open || !running.is_empty() {
+        tokio::select! {
+            Some(joined) = running.join_next(), if !running.is_empty() => {
+                let mut next = Some(joined);
+                while let Some(joined) = next {
+                    match joined {
+                        Ok((lane, offset)) => {
+                            finished.extend(offset);
+                            if let Some(record) = keyed.then(|| lanes.finish(lane)).flatten() {
+                                start(&mut running, lane, record);
+                            }
+                        }
+                        Err(error) => tracing::error!(%error, "a processor task was cancelled"),
+                    }
+                    next = running.try_join_next();
+                }
+                acks.ack(&finished).await;
+                finished.clear();
+            }
+            records = feed.next_batch(TAKE_CONCURRENT), if feed_open => match records {
+                None => feed_open = false,
+                Some(records) => {
+                    context.note_taken(acks, records.len());
+                    for record in records {
+                        if !keyed {
+                            start(&mut running, Lane::Unkeyed, record);
+                            continue;
+                        }
+                        let lane = Lane::of(record.key.as_deref(), &context.lane_hasher);
+                        if let Some(record) = lanes.admit(lane, record) {
+                            start(&mut running, lane, record);
+                        }
+                    }
+                }
+            },
+        }
+    }
+    debug_assert!(lanes.is_idle(), "every lane drained once nothing runs");
+}
+
+impl<S, D> ProcessorContext<S, D>
+where
+    S: Send + Sync + 'static,
+    D: MessageFormat,
+{
+    fn note_taken(&self, acks: &AckSink, count: usize) {
+        acks.note_taken(count);
+        self.counters.note_received(count);
+    }
+
+    /// Runs the message handler on one record. Returns its offset when the record is
+    /// finished and should be acknowledged now; a record routed to a batcher or failed is
+    /// acknowledged further on.
+    async fn process(&self, record: Record, acks: &Arc<AckSink>) -> Option<Offset> {
+        let message = Message::<D>::new(record);
+        let offset = message.offset();
+        if let Some(rate_limit) = &self.rate_limit {
+            rate_limit.acquire().await;
+        }
+        let kept = message.clone();
+        let outcome = {
+            // The semaphore is never closed.
+            let _permit = self.permits.acquire().await.ok();
+            guarded(
+                (self.handler)(self.state.clone(), message),
+                self.handler_timeout,
+                None,
+            )
+            .await
+        };
+        let message = match outcome {
+            Ok(message) => message,
+            Err(reason) => {
+                self.fail(kept, reason, acks).await;
+                return None;
+            }
+        };
+        let Some(name) = message.batcher_name().cloned() else {
+            self.counters.note_processed(1);
+            return Some(offset);
+        };
+        match self.batchers.get(&name) {
+            Some(batcher) => {
+                if batcher
+                    .send(BatcherInput::Message(message, acks.clone()))
+                    .await
+                    .is_err()
+                {
+                    tracing::error!(batcher = %name, "batcher stopped early; record unacknowledged");
+                }
+            }
+            None => {
+                let reason = FailureReason {
+                    kind: FailureKind::Error,
+                    batcher: None,
+                    description: format!("routed to the undeclared batcher `{name}`"),
+                };
+                self.fail(kept, reason, acks).await;
+            }
+        }
+        None
+    }
+
+    async fn fail(&self, message: Message<D>, reason: FailureReason, acks: &Arc<AckSink>) {
+        let entry = FailedEntry {
+            failed: Failed { message, reason },
+            acks: acks.clone(),
+        };
+        if self.failures.send(entry).await.is_err() {
+            tracing::error!("the failure handler stopped early; record unacknowledged");
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Where a pipeline's partitions come from: consumer engines, or memory for
+//! [`TestPipeline`](super::TestPipeline). Everything above this module sees one
+//! [`PartitionInput`] per assigned partition and never names the engine.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, Notify};
+
+use super::test_pipeline::TestLog;
+use crate::record::{Offset, Record, TopicPartition};
+use crate::source::{AckError, Acknowledger, ConsumerEngine, PartitionStream, ShutdownSummary};
+
+/// One assigned partition: its records and where their acknowledgements go.
+pub(crate) struct PartitionInput {
+    pub partition: TopicPartition,
+    pub feed: PartitionFeed,
+    pub acks: Arc<AckSink>,
+}
+
+/// A partition's records, in offset order.
+pub(crate) enum PartitionFeed {
+    Engine(PartitionStream),
+    Memory(mpsc::UnboundedReceiver<Vec<Record>>),
+}
+
+impl PartitionFeed {
+    /// The next records (at least one, at most `max` from an engine); `None` once the
+    /// partition was revoked or the source stopped. Cancel safe.
+    pub async fn next_batch(&mut self, max: usize) -> Option<Vec<Record>> {
+        match self {
+            Self::Engine(stream) => stream.next_batch(max).await,
+            Self::Memory(records) => records.recv().await,
+        }
+    }
+}
+
+/// Acknowledges a partition's records and knows how many are still unacknowledged.
+pub(crate) struct AckSink {
+    partition: TopicPartition,
+    target: AckTarget,
+    outstanding: AtomicUsize,
+    settled: Notify,
+}
+
+enum AckTarget {
+    Engine(Acknowledger),
+    Memory(Arc<TestLog>),
+}
+
+impl AckSink {
+    pub fn engine(acknowledger: Acknowledger) -> Self {
+        Self::new(
+            acknowledger.partition().clone(),
+            AckTarget::Engine(acknowledger),
+        )
+    }
+
+    pub fn memory(partition: TopicPartition, log: Arc<TestLog>) -> Self {
+        Self::new(partition, AckTarget::Memory(log))
+    }
+
+    fn new(partition: TopicPartition, target: AckTarget) -> Self {
+        Self {
+            partition,
+            target,
+            outstanding: AtomicUsize::new(0),
+            settled: Notify::new(),
+        }
+    }
+
+    /// Records were taken from the feed; each must be acknowledged once.
+    pub fn note_taken(&self, count: usize) {
+        self.outstanding.fetch_add(count, Ordering::AcqRel);
+    }
+
+    /// Acknowledges finished offsets (succeeded, or handed to the failure handler).
+    pub async fn ack(&self, offsets: &[Offset]) {
+        if offsets.is_empty() {
+            return;
+        }
+        match &self.target {
+            AckTarget::Engine(acknowledger) => {
+                match acknowledger.ack_many(offsets.iter().copied()).await {
+                    Ok(()) => {}
+                    // The drain timeout ran out; the new owner gets these records again.
+                    Err(AckError::Revoked(partition)) => {
+                        tracing::debug!(%partition, count = offsets.len(), "acknowledged after revoke")
+                    }
+                    Err(error) => tracing::warn!(%error, "acknowledgement failed"),
+                }
+            }
+            AckTarget::Memory(log) => log.acked(&self.partition, offsets),
+        }
+        if self.outstanding.fetch_sub(offsets.len(), Ordering::AcqRel) == offsets.len() {
+            self.settled.notify_waiters();
+        }
+    }
+
+    /// Waits until every record taken from the feed was acknowledged.
+    pub async fn settled(&self) {
+        loop {
+            let notified = self.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.outstanding.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A source of partitions.
+pub(crate) enum Source {
+    Engine(ConsumerEngine),
+    Memory(mpsc::UnboundedReceiver<PartitionInput>),
+}
+
+impl Source {
+    /// The next assigned partition; `None` once the source stopped. Cancel safe.
+    pub async fn next_partition(&mut self) -> Option<PartitionInput> {
+        match self {
+            Self::Engine(engine) => {
+                let stream = engine.next_partition().await?;
+                Some(PartitionInput {
+                    partition: stream.partition().clone(),
+                    acks: Arc::new(AckSink::engine(stream.acknowledger())),
+                    feed: PartitionFeed::Engine(stream),
+                })
+            }
+            Self::Memory(inputs) => inputs.recv().await,
+        }
+    }
+
+    /// Stops the source: an engine drains, commits and leaves its group.
+    pub async fn shutdown(self) -> Option<ShutdownSummary> {
+        match self {
+            Self::Engine(engine) => Some(engine.shutdown().await),
+            Self::Memory(_) => None,
+        }
+    }
+}
