@@ -539,9 +539,11 @@ where
     D: MessageFormat,
 {
     let mut partitions = JoinSet::new();
+    // Memory ends when the test closes it, so that every partition pushed is processed.
+    let stops_on_signal = matches!(source, Source::Engine(_));
     loop {
         tokio::select! {
-            _ = stopped.wait_for(|stopped| *stopped) => break,
+            _ = stopped.wait_for(|stopped| *stopped), if stops_on_signal => break,
             input = source.next_partition() => match input {
                 Some(input) => {
                     partitions.spawn(processor::run_partition(context.clone(), input));
