@@ -6,7 +6,8 @@
 //!
 //! The [`ConsumerEngine`] runs one or more members of a consumer group and hands the
 //! application one [`PartitionStream`] per assigned partition, with an [`Acknowledger`] to
-//! finish records. [`OffsetTracker`] is the pure logic behind commits. [`EmbeddedBroker`] is an
+//! finish records. A [`pipeline`] runs handlers over engines the Broadway way: processors
+//! with an ordering mode, batchers and a failure handler. [`OffsetTracker`] is the pure logic behind commits. [`EmbeddedBroker`] is an
 //! in-process Kafka-compatible mock cluster for demos, tests and local development.
 //!
 //! ```no_run
@@ -52,3 +53,8 @@ pub use source::{
     AckError, Acknowledger, ConsumerEngine, EngineError, EngineStats, PartitionStream,
     ShutdownSummary,
 };
+
+/// The README's code blocks, compiled as doctests so the README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

@@ -5,7 +5,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
@@ -34,9 +34,12 @@ pub enum ProcessingOrder {
     Unordered,
 }
 
-/// Records taken from a partition at a time in partition order. Acknowledgements are sent
-/// once per take, so this also bounds how long a finished record waits to be acknowledged.
+/// Records taken from a partition at a time in partition order; their acknowledgements are
+/// sent together, once per take (or sooner, see [`ACK_DELAY`]).
 const TAKE_IN_ORDER: usize = 64;
+/// In partition order, the longest a finished record waits for the end of its take before it
+/// is acknowledged.
+const ACK_DELAY: Duration = Duration::from_millis(50);
 /// Records taken from a partition at a time in key and unordered order.
 const TAKE_CONCURRENT: usize = 256;
 
@@ -73,13 +76,25 @@ where
     }
     match context.order {
         ProcessingOrder::Partition => {
+            let mut finished = Vec::with_capacity(TAKE_IN_ORDER);
+            let mut first_finished = Instant::now();
             while let Some(records) = feed.next_batch(TAKE_IN_ORDER).await {
                 context.note_taken(&acks, records.len());
-                let mut finished = Vec::with_capacity(records.len());
                 for record in records {
-                    finished.extend(context.process(record, &acks).await);
+                    if let Some(offset) = context.process(record, &acks).await {
+                        if finished.is_empty() {
+                            first_finished = Instant::now();
+                        }
+                        finished.push(offset);
+                    }
+                    // Slow handlers: do not hold finished records back for the whole take.
+                    if !finished.is_empty() && first_finished.elapsed() >= ACK_DELAY {
+                        acks.ack(&finished).await;
+                        finished.clear();
+                    }
                 }
                 acks.ack(&finished).await;
+                finished.clear();
             }
         }
         ProcessingOrder::Key | ProcessingOrder::Unordered => {
