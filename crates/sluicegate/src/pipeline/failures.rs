@@ -63,7 +63,12 @@ pub(crate) async fn run<S, D>(
         )
         .await;
         if let Err(reason) = outcome {
-            tracing::error!(%reason, count = positions.len(), "failure handler failed; acknowledging its messages anyway");
+            tracing::error!(
+                kind = ?reason.kind,
+                reason = %reason.description,
+                count = positions.len(),
+                "failure handler failed; acknowledging its records anyway"
+            );
         }
         for (offset, acks) in positions.into_iter().zip(sinks) {
             acks.ack(&[offset]).await;

@@ -89,12 +89,10 @@ where
                     }
                     // Slow handlers: do not hold finished records back for the whole take.
                     if !finished.is_empty() && first_finished.elapsed() >= ACK_DELAY {
-                        acks.ack(&finished).await;
-                        finished.clear();
+                        context.finish(&acks, &mut finished).await;
                     }
                 }
-                acks.ack(&finished).await;
-                finished.clear();
+                context.finish(&acks, &mut finished).await;
             }
         }
         ProcessingOrder::Key | ProcessingOrder::Unordered => {
@@ -145,8 +143,7 @@ async fn run_concurrently<S, D>(
                     }
                     next = running.try_join_next();
                 }
-                acks.ack(&finished).await;
-                finished.clear();
+                context.finish(acks, &mut finished).await;
             }
             records = feed.next_batch(TAKE_CONCURRENT), if feed_open => match records {
                 None => feed_open = false,
@@ -179,6 +176,13 @@ where
         self.counters.note_received(count);
     }
 
+    /// Counts and acknowledges records the message handler finished.
+    async fn finish(&self, acks: &AckSink, finished: &mut Vec<Offset>) {
+        self.counters.note_processed(finished.len());
+        acks.ack(finished).await;
+        finished.clear();
+    }
+
     /// Runs the message handler on one record. Returns its offset when the record is
     /// finished and should be acknowledged now; a record routed to a batcher or failed is
     /// acknowledged further on.
@@ -207,7 +211,6 @@ where
             }
         };
         let Some(name) = message.batcher_name().cloned() else {
-            self.counters.note_processed(1);
             return Some(offset);
         };
         match self.batchers.get(&name) {
