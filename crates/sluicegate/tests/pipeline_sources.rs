@@ -53,11 +53,17 @@ fn pipeline(
             let owners = seen.owners.entry(partition.partition).or_default();
             *owners += 1;
             if *owners > 1 {
-                seen.double_owned.push(format!("{partition} taken by {name}"));
+                seen.double_owned
+                    .push(format!("{partition} taken by {name}"));
             }
         })
         .on_partition_stop(move |partition: &TopicPartition| {
-            *on_stop.lock().unwrap().owners.entry(partition.partition).or_default() -= 1;
+            *on_stop
+                .lock()
+                .unwrap()
+                .owners
+                .entry(partition.partition)
+                .or_default() -= 1;
         })
         .source(engine)
         .start()
@@ -89,15 +95,17 @@ async fn members_share_partitions_without_overlap(broker: TestBroker) {
     .await;
     tokio::join!(first.shutdown(), second.shutdown());
 
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen.handled, produced, "{}", broker.name());
-    assert!(seen.double_owned.is_empty(), "{:?}", seen.double_owned);
-    assert_eq!(
-        seen.pipelines_that_handled.len(),
-        2,
-        "{}: both pipelines got work",
-        broker.name()
-    );
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.handled, produced, "{}", broker.name());
+        assert!(seen.double_owned.is_empty(), "{:?}", seen.double_owned);
+        assert_eq!(
+            seen.pipelines_that_handled.len(),
+            2,
+            "{}: both pipelines got work",
+            broker.name()
+        );
+    }
     assert_eq!(
         committed_offsets(&broker, &group, &topic, PARTITIONS).await,
         end_offsets(&produced),
