@@ -79,7 +79,8 @@ pub enum EngineError {
 pub struct ShutdownSummary {
     /// Counters at the moment the engine stopped.
     pub stats: EngineStats,
-    /// The last offset committed for each partition owned at shutdown.
+    /// For each partition owned at shutdown, the last offset this engine committed for it
+    /// during that assignment; a partition with nothing committed in that time is absent.
     pub committed: BTreeMap<TopicPartition, Offset>,
     /// Records still unacknowledged when the drain timeout ran out (re-delivered later).
     pub undrained: usize,
