@@ -9,6 +9,7 @@
 mod backlog;
 mod child_broker;
 mod consume;
+mod pipeline;
 
 use std::process::{Command, Stdio};
 use std::str::FromStr;
@@ -33,12 +34,19 @@ pub enum BenchCommand {
     /// Memory under a large backlog and a slow handler: the engine with default options against
     /// a plain rdkafka consumer with librdkafka's defaults (use a real broker such as tansu).
     Backlog(backlog::BacklogArgs),
+    /// The pipeline API: Confluent Parallel Consumer's slow-handler scenario (1 partition,
+    /// 0-5 ms handler, concurrency 100) in every processing order against the ideal, and a
+    /// no-op pipeline against the plain rdkafka loop of `bench consume`.
+    Pipeline(pipeline::PipelineArgs),
     /// One side of `bench consume`, run as a child process.
     #[command(hide = true)]
     ConsumeWorker(consume::ConsumeWorkerArgs),
     /// One side of `bench backlog`, run as a child process.
     #[command(hide = true)]
     BacklogWorker(backlog::BacklogWorkerArgs),
+    /// The pipeline side of `bench pipeline`'s no-op comparison, run as a child process.
+    #[command(hide = true)]
+    PipelineWorker(pipeline::PipelineWorkerArgs),
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -47,6 +55,8 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Backlog(args) => backlog::run(args),
         BenchCommand::ConsumeWorker(args) => consume::run_worker(args),
         BenchCommand::BacklogWorker(args) => backlog::run_worker(args),
+        BenchCommand::Pipeline(args) => pipeline::run(args),
+        BenchCommand::PipelineWorker(args) => pipeline::run_worker(args),
     }
 }
 
