@@ -127,7 +127,10 @@ impl MemberShared {
             };
             let doorbell = self.doorbell.clone();
             queue.set_nonempty_callback(move || doorbell.ring());
-            let shared = Arc::new(PartitionShared::new(partition.clone()));
+            let shared = Arc::new(PartitionShared::new(
+                partition.clone(),
+                self.doorbell.clone(),
+            ));
             let Some(fetch) =
                 FetchQueue::open(consumer.client(), shared.topic.clone(), partition.partition)
             else {

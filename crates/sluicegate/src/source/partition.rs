@@ -2,7 +2,7 @@
 //! [`Acknowledger`] to finish them.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -14,6 +14,7 @@ use crate::commit::{CommitError, CommitMode, CommitRequest, Committer};
 use crate::offsets::{OffsetTracker, TrackerError};
 use crate::options::CommitStrategy;
 use crate::record::{Offset, Record, TopicPartition};
+use crate::source::poll_loop::Doorbell;
 
 /// Why an acknowledgement was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,10 +68,15 @@ pub(crate) struct PartitionShared {
     pub discarded: AtomicU64,
     pub delivered: AtomicU64,
     pub acked: AtomicU64,
+    /// Set by the poll thread when it found the window full; the acknowledgement that makes
+    /// room clears it and wakes the thread, so a full window refills at once.
+    pub room_wanted: AtomicBool,
+    /// The member's poll thread's doorbell.
+    doorbell: Arc<Doorbell>,
 }
 
 impl PartitionShared {
-    pub fn new(partition: TopicPartition) -> Self {
+    pub fn new(partition: TopicPartition, doorbell: Arc<Doorbell>) -> Self {
         Self {
             topic: Arc::from(partition.topic.as_str()),
             partition,
@@ -85,6 +91,8 @@ impl PartitionShared {
             discarded: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             acked: AtomicU64::new(0),
+            room_wanted: AtomicBool::new(false),
+            doorbell,
         }
     }
 
@@ -362,6 +370,12 @@ impl Acknowledger {
         };
         self.shared.held.fetch_sub(acked, Ordering::AcqRel);
         self.shared.acked.fetch_add(acked as u64, Ordering::Relaxed);
+        if acked > 0
+            && self.shared.room_wanted.load(Ordering::Relaxed)
+            && self.shared.room_wanted.swap(false, Ordering::AcqRel)
+        {
+            self.shared.doorbell.ring();
+        }
         if let (CommitStrategy::Sync, Some(offset)) = (self.strategy, committable) {
             self.request_commit(offset, CommitMode::Sync).await?;
         }

@@ -10,8 +10,8 @@
 //! is full. Nothing is paused, so nothing librdkafka fetched is thrown away and fetched again.
 //!
 //! The thread sleeps on a [`Doorbell`] that librdkafka rings when a queue receives records or
-//! events; while some window is full it also wakes every few milliseconds to see whether the
-//! application made room.
+//! events, and that an acknowledgement rings when it makes room in a full window; while some
+//! window is full the thread also wakes every few milliseconds, as a safety net.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -25,7 +25,8 @@ use crate::commit::{self, CommitThread};
 use crate::record::{Header, Record};
 use crate::source::member::{MemberContext, MemberShared, MemberSummary, Outlet};
 
-/// How long the thread sleeps while some window is full, before looking for room again.
+/// How long the thread sleeps while some window is full, before looking for room again even
+/// without a ring.
 const WAIT_WHILE_FULL: Duration = Duration::from_millis(5);
 /// How long the thread sleeps when nothing happens (the doorbell usually wakes it sooner).
 const WAIT_IDLE: Duration = Duration::from_millis(100);
@@ -147,7 +148,13 @@ impl PollLoop {
         let mut any_full = false;
         let mut outlets = commit::lock(&self.member.outlets);
         for outlet in outlets.iter_mut() {
-            let room = outlet.shared.room(window);
+            let mut room = outlet.shared.room(window);
+            if room == 0 {
+                // Ask for a wake-up first, then look again: an acknowledgement in between
+                // either shows up as room or rings the doorbell.
+                outlet.shared.room_wanted.store(true, Ordering::Release);
+                room = outlet.shared.room(window);
+            }
             self.note_full(outlet, room == 0);
             if room == 0 {
                 any_full = true;
