@@ -80,18 +80,25 @@ where
             let mut first_finished = Instant::now();
             while let Some(records) = feed.next_batch(TAKE_IN_ORDER).await {
                 context.note_taken(&acks, records.len());
-                for record in records {
-                    if let Some(offset) = context.process(record, &acks).await {
+                // One handler call at a time here, so one permit covers the whole take. The
+                // semaphore is never closed.
+                let permit = context.permits.acquire().await.ok();
+                for (index, record) in records.into_iter().enumerate() {
+                    if let Some(offset) = context.process_holding_permit(record, &acks).await {
                         if finished.is_empty() {
                             first_finished = Instant::now();
                         }
                         finished.push(offset);
                     }
                     // Slow handlers: do not hold finished records back for the whole take.
-                    if !finished.is_empty() && first_finished.elapsed() >= ACK_DELAY {
+                    if index % 8 == 7
+                        && !finished.is_empty()
+                        && first_finished.elapsed() >= ACK_DELAY
+                    {
                         context.finish(&acks, &mut finished).await;
                     }
                 }
+                drop(permit);
                 context.finish(&acks, &mut finished).await;
             }
         }
@@ -183,26 +190,30 @@ where
         finished.clear();
     }
 
-    /// Runs the message handler on one record. Returns its offset when the record is
-    /// finished and should be acknowledged now; a record routed to a batcher or failed is
-    /// acknowledged further on.
+    /// Runs the message handler on one record within the concurrency; see
+    /// [`process_holding_permit`](Self::process_holding_permit).
     async fn process(&self, record: Record, acks: &Arc<AckSink>) -> Option<Offset> {
+        // The semaphore is never closed.
+        let _permit = self.permits.acquire().await.ok();
+        self.process_holding_permit(record, acks).await
+    }
+
+    /// Runs the message handler on one record; the caller holds a concurrency permit.
+    /// Returns its offset when the record is finished and should be acknowledged now; a
+    /// record routed to a batcher or failed is acknowledged further on.
+    async fn process_holding_permit(&self, record: Record, acks: &Arc<AckSink>) -> Option<Offset> {
         let message = Message::<D>::new(record);
         let offset = message.offset();
         if let Some(rate_limit) = &self.rate_limit {
             rate_limit.acquire().await;
         }
         let kept = message.clone();
-        let outcome = {
-            // The semaphore is never closed.
-            let _permit = self.permits.acquire().await.ok();
-            guarded(
-                (self.handler)(self.state.clone(), message),
-                self.handler_timeout,
-                None,
-            )
-            .await
-        };
+        let outcome = guarded(
+            (self.handler)(self.state.clone(), message),
+            self.handler_timeout,
+            None,
+        )
+        .await;
         let message = match outcome {
             Ok(message) => message,
             Err(reason) => {
