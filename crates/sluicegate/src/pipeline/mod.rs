@@ -367,12 +367,6 @@ where
     }
 
     fn validate(&self) -> Result<(), OptionsError> {
-        if self.handle_message.is_none() {
-            return Err(invalid(
-                "handle_message",
-                "a pipeline needs a message handler",
-            ));
-        }
         if self.concurrency == 0 {
             return Err(invalid("concurrency", "must be at least 1"));
         }
@@ -447,6 +441,12 @@ where
             on_partition_stop,
             ..
         } = self;
+        let Some(handle_message) = handle_message else {
+            return Err(invalid(
+                "handle_message",
+                "a pipeline needs a message handler",
+            ));
+        };
         let counters = Arc::new(PipelineCounters::default());
         let mut background = JoinSet::new();
         let (failures, failed) = mpsc::channel(failures::FAILURE_BATCH);
@@ -480,7 +480,7 @@ where
         }
         let context = Arc::new(ProcessorContext {
             state,
-            handler: handle_message.expect("validated: a message handler is set"),
+            handler: handle_message,
             order,
             permits: Semaphore::new(concurrency),
             handler_timeout,
