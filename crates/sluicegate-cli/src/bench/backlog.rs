@@ -27,7 +27,8 @@ use serde::{Deserialize, Serialize};
 use sluicegate::{ConsumerEngine, ConsumerOptions, EngineStats, PartitionStream, StartPosition};
 
 use super::{
-    fresh_group, prepare_topic, print_json, spawn_worker, GroupTimeouts, Property, RSS_SCOPE,
+    fresh_group, prepare_topic, print_json, spawn_worker, GroupTimeouts, Property, WorkerTarget,
+    RSS_SCOPE,
 };
 use crate::progress::thousands;
 use crate::{out, rss, topic};
@@ -86,12 +87,8 @@ impl Mode {
 pub struct BacklogWorkerArgs {
     #[arg(long, value_enum)]
     mode: Mode,
-    #[arg(long)]
-    brokers: String,
-    #[arg(long)]
-    topic: String,
-    #[arg(long)]
-    group: String,
+    #[command(flatten)]
+    target: WorkerTarget,
     #[arg(long)]
     seconds: u64,
     #[arg(long)]
@@ -257,10 +254,14 @@ pub fn run_worker(args: BacklogWorkerArgs) -> anyhow::Result<()> {
 
 /// The engine with default options and a sleeping handler per partition.
 async fn engine_side(args: &BacklogWorkerArgs) -> anyhow::Result<SideReport> {
-    let mut options = ConsumerOptions::new(&args.brokers, &args.group, [&args.topic])
-        .start_position(StartPosition::Earliest)
-        .session_timeout(args.timeouts.session_timeout())
-        .max_poll_interval(args.timeouts.max_poll_interval());
+    let mut options = ConsumerOptions::new(
+        &args.target.brokers,
+        &args.target.group,
+        [&args.target.topic],
+    )
+    .start_position(StartPosition::Earliest)
+    .session_timeout(args.timeouts.session_timeout())
+    .max_poll_interval(args.timeouts.max_poll_interval());
     for property in &args.properties {
         options = options.librdkafka(&property.key, &property.value);
     }
@@ -343,12 +344,11 @@ impl ConsumerContext for PrefetchWatch {}
 
 /// A plain consumer with librdkafka's defaults; one thread per partition does the work.
 fn plain_side(args: &BacklogWorkerArgs) -> anyhow::Result<SideReport> {
-    let offsets = topic::partition_offsets(&args.brokers, &args.topic)?
-        .with_context(|| format!("topic `{}` does not exist on {}", args.topic, args.brokers))?;
+    let offsets = args.target.partition_offsets()?;
     let mut config = ClientConfig::new();
     config
-        .set("bootstrap.servers", &args.brokers)
-        .set("group.id", &args.group)
+        .set("bootstrap.servers", &args.target.brokers)
+        .set("group.id", &args.target.group)
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.offset.store", "false")
         // Statistics only observe the prefetch queue; they change nothing about fetching.
@@ -365,16 +365,21 @@ fn plain_side(args: &BacklogWorkerArgs) -> anyhow::Result<SideReport> {
             .context("could not create the plain consumer")?,
     );
     consumer
-        .subscribe(&[&args.topic])
-        .with_context(|| format!("could not subscribe to `{}`", args.topic))?;
+        .subscribe(&[&args.target.topic])
+        .with_context(|| format!("could not subscribe to `{}`", args.target.topic))?;
     let handler = Duration::from_millis(args.handler_ms);
     let processed = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for partition in offsets.iter().map(|offsets| offsets.partition) {
         let queue = consumer
-            .split_partition_queue(&args.topic, partition)
-            .with_context(|| format!("could not split the queue of {}/{partition}", args.topic))?;
+            .split_partition_queue(&args.target.topic, partition)
+            .with_context(|| {
+                format!(
+                    "could not split the queue of {}/{partition}",
+                    args.target.topic
+                )
+            })?;
         let (consumer, processed, stop) = (consumer.clone(), processed.clone(), stop.clone());
         let worker = std::thread::Builder::new()
             .name(format!("plain-{partition}"))

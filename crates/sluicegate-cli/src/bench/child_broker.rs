@@ -3,6 +3,8 @@
 //!
 //! The child watches its stdin: when this process exits, however it exits, the pipe closes and
 //! the broker stops. Dropping a [`ChildBroker`] closes the pipe and waits for it.
+//!
+//! [`BenchBroker`] is what a bench runs on: the broker passed with `--brokers`, or else a child.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -101,5 +103,46 @@ impl Drop for ChildBroker {
         );
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The broker a bench runs on: the one passed with `--brokers`, or else a [`ChildBroker`]
+/// (stopped when this is dropped).
+pub struct BenchBroker {
+    /// Held only so that dropping this stops it.
+    _child: Option<ChildBroker>,
+    bootstrap_servers: String,
+    label: String,
+}
+
+impl BenchBroker {
+    /// `brokers` when given; otherwise starts a child broker with these topics (name,
+    /// partitions).
+    pub fn given_or_child(brokers: Option<&str>, topics: &[(&str, i32)]) -> anyhow::Result<Self> {
+        Ok(match brokers {
+            Some(brokers) => Self {
+                _child: None,
+                bootstrap_servers: brokers.to_owned(),
+                label: brokers.to_owned(),
+            },
+            None => {
+                let child = ChildBroker::start(topics)?;
+                let address = child.bootstrap_servers().to_owned();
+                Self {
+                    _child: Some(child),
+                    label: format!("development broker (child process) at {address}"),
+                    bootstrap_servers: address,
+                }
+            }
+        })
+    }
+
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap_servers
+    }
+
+    /// How reports name the broker.
+    pub fn label(&self) -> &str {
+        &self.label
     }
 }

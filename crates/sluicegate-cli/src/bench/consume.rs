@@ -28,18 +28,15 @@ use serde::{Deserialize, Serialize};
 use sluicegate::{CommitStrategy, ConsumerEngine, ConsumerOptions, PartitionStream, StartPosition};
 use tokio::sync::Notify;
 
-use super::child_broker::ChildBroker;
+use super::child_broker::BenchBroker;
 use super::{
     fresh_group, median, per_second, prepare_topic, print_json, spawn_worker, GroupTimeouts,
-    Property, RSS_SCOPE,
+    Property, WorkerTarget, RSS_SCOPE, STALL_TIMEOUT,
 };
 use crate::exit::usage;
 use crate::progress::thousands;
 use crate::topic::{self, PartitionOffsets};
 use crate::{out, payload, rss};
-
-/// A side that receives nothing new for this long has stalled.
-const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The baseline's librdkafka tuning: no backoff between fetches and a prefetch queue deep
 /// enough that the fetcher never waits for the application.
@@ -98,7 +95,7 @@ pub enum Side {
 }
 
 impl Side {
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Side::Baseline => "baseline",
             Side::Sluice => "sluice",
@@ -111,12 +108,8 @@ impl Side {
 pub struct ConsumeWorkerArgs {
     #[arg(long, value_enum)]
     side: Side,
-    #[arg(long)]
-    brokers: String,
-    #[arg(long)]
-    topic: String,
-    #[arg(long)]
-    group: String,
+    #[command(flatten)]
+    target: WorkerTarget,
     /// Records to read before stopping.
     #[arg(long)]
     expected: u64,
@@ -178,34 +171,25 @@ struct ConsumeReport<'a> {
 
 pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let record_bytes = args.record_bytes as usize;
-    let child = match &args.brokers {
-        Some(_) => None,
-        None => {
-            let stored = payload::stored_bytes(args.records_per_partition, record_bytes);
-            if stored > payload::MOCK_PARTITION_BYTES {
-                return Err(usage(format!(
-                    "{} records of {record_bytes} bytes per partition is about {} per partition, above the \
-                     development broker's 5 MiB per partition limit (it silently drops older data); use at most \
-                     --records-per-partition {} or pass --brokers",
-                    thousands(args.records_per_partition),
-                    rss::mib(stored),
-                    thousands(payload::mock_partition_capacity(record_bytes)),
-                )));
-            }
-            Some(ChildBroker::start(&[(&args.topic, args.partitions)])?)
+    if args.brokers.is_none() {
+        let stored = payload::stored_bytes(args.records_per_partition, record_bytes);
+        if stored > payload::MOCK_PARTITION_BYTES {
+            return Err(usage(format!(
+                "{} records of {record_bytes} bytes per partition is about {} per partition, above the \
+                 development broker's 5 MiB per partition limit (it silently drops older data); use at most \
+                 --records-per-partition {} or pass --brokers",
+                thousands(args.records_per_partition),
+                rss::mib(stored),
+                thousands(payload::mock_partition_capacity(record_bytes)),
+            )));
         }
-    };
-    let (bootstrap, broker_label) = match (&args.brokers, &child) {
-        (Some(brokers), _) => (brokers.clone(), brokers.clone()),
-        (None, Some(child)) => {
-            let address = child.bootstrap_servers().to_owned();
-            (
-                address.clone(),
-                format!("development broker (child process) at {address}"),
-            )
-        }
-        (None, None) => unreachable!("a child broker is started when --brokers is absent"),
-    };
+    }
+    let broker =
+        BenchBroker::given_or_child(args.brokers.as_deref(), &[(&args.topic, args.partitions)])?;
+    let (bootstrap, broker_label) = (
+        broker.bootstrap_servers().to_owned(),
+        broker.label().to_owned(),
+    );
     let offsets = prepare_topic(
         &bootstrap,
         &args.topic,
@@ -243,7 +227,7 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         }
         eprintln!("{}", line.trim_end_matches(';'));
     }
-    drop(child);
+    drop(broker);
 
     let of = |side: Side, figure: fn(&RoundReport) -> f64| -> Vec<f64> {
         rounds
@@ -413,8 +397,7 @@ fn baseline_properties(extra: &[Property]) -> Vec<(String, String)> {
 }
 
 pub fn run_worker(args: ConsumeWorkerArgs) -> anyhow::Result<()> {
-    let offsets = topic::partition_offsets(&args.brokers, &args.topic)?
-        .with_context(|| format!("topic `{}` does not exist on {}", args.topic, args.brokers))?;
+    let offsets = args.target.partition_offsets()?;
     let report = match args.side {
         Side::Baseline => baseline_round(&args, &offsets)?,
         Side::Sluice | Side::SluicePerRecord => {
@@ -463,8 +446,8 @@ fn baseline_round(
 ) -> anyhow::Result<RoundReport> {
     let mut config = ClientConfig::new();
     config
-        .set("bootstrap.servers", &args.brokers)
-        .set("group.id", &args.group)
+        .set("bootstrap.servers", &args.target.brokers)
+        .set("group.id", &args.target.group)
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
@@ -480,8 +463,8 @@ fn baseline_round(
         .create()
         .context("could not create the baseline consumer")?;
     consumer
-        .subscribe(&[&args.topic])
-        .with_context(|| format!("could not subscribe to `{}`", args.topic))?;
+        .subscribe(&[&args.target.topic])
+        .with_context(|| format!("could not subscribe to `{}`", args.target.topic))?;
     let mut records = 0u64;
     let mut first = None;
     let mut last_seen = (0u64, Instant::now());
@@ -509,7 +492,7 @@ fn baseline_round(
     if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
         tracing::warn!(%error, "baseline final commit failed");
     }
-    let committed = committed_records(&args.brokers, &args.group, &args.topic, offsets)?;
+    let committed = args.target.committed_records(offsets)?;
     Ok(Timing {
         created,
         first,
@@ -534,11 +517,15 @@ async fn sluice_round(
     args: &ConsumeWorkerArgs,
     offsets: &[PartitionOffsets],
 ) -> anyhow::Result<RoundReport> {
-    let mut options = ConsumerOptions::new(&args.brokers, &args.group, [&args.topic])
-        .start_position(StartPosition::Earliest)
-        .commit_strategy(CommitStrategy::Interval)
-        .session_timeout(args.timeouts.session_timeout())
-        .max_poll_interval(args.timeouts.max_poll_interval());
+    let mut options = ConsumerOptions::new(
+        &args.target.brokers,
+        &args.target.group,
+        [&args.target.topic],
+    )
+    .start_position(StartPosition::Earliest)
+    .commit_strategy(CommitStrategy::Interval)
+    .session_timeout(args.timeouts.session_timeout())
+    .max_poll_interval(args.timeouts.max_poll_interval());
     if let Some(records) = args.partition_buffer {
         options = options.partition_buffer(records);
     }
@@ -595,7 +582,7 @@ async fn sluice_round(
     }
     let committed_in_summary: i64 = summary.committed.values().sum();
     tracing::debug!(committed_in_summary, ?summary.stats, "engine shut down");
-    let committed = committed_records(&args.brokers, &args.group, &args.topic, offsets)?;
+    let committed = args.target.committed_records(offsets)?;
     let records = counter.records.load(Ordering::Relaxed);
     Ok(Timing {
         created,
@@ -654,26 +641,4 @@ async fn no_op_batch_subscriber(
             counter.done.notify_one();
         }
     }
-}
-
-/// Records covered by the offsets `group` committed on `topic`.
-fn committed_records(
-    bootstrap_servers: &str,
-    group: &str,
-    topic_name: &str,
-    offsets: &[PartitionOffsets],
-) -> anyhow::Result<u64> {
-    let committed = topic::committed_offsets(
-        bootstrap_servers,
-        group,
-        topic_name,
-        offsets.iter().map(|o| o.partition),
-    )?;
-    Ok(offsets
-        .iter()
-        .filter_map(|offsets| {
-            let committed = committed.get(&offsets.partition)?;
-            u64::try_from(committed - offsets.low).ok()
-        })
-        .sum())
 }

@@ -60,6 +60,46 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
+/// A side that makes no progress for this long has stalled.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a worker reads: the broker, the topic, and the consumer group to read it with (a fresh
+/// one each round).
+#[derive(Debug, Clone, Args)]
+pub struct WorkerTarget {
+    #[arg(long)]
+    pub brokers: String,
+    #[arg(long)]
+    pub topic: String,
+    #[arg(long)]
+    pub group: String,
+}
+
+impl WorkerTarget {
+    /// The partitions and offsets of the topic; an error if it does not exist.
+    pub fn partition_offsets(&self) -> anyhow::Result<Vec<PartitionOffsets>> {
+        topic::partition_offsets(&self.brokers, &self.topic)?
+            .with_context(|| format!("topic `{}` does not exist on {}", self.topic, self.brokers))
+    }
+
+    /// Records covered by the offsets the group committed on the topic.
+    pub fn committed_records(&self, offsets: &[PartitionOffsets]) -> anyhow::Result<u64> {
+        let committed = topic::committed_offsets(
+            &self.brokers,
+            &self.group,
+            &self.topic,
+            offsets.iter().map(|o| o.partition),
+        )?;
+        Ok(offsets
+            .iter()
+            .filter_map(|offsets| {
+                let committed = committed.get(&offsets.partition)?;
+                u64::try_from(committed - offsets.low).ok()
+            })
+            .sum())
+    }
+}
+
 /// Group timeouts for both sides of a bench. The defaults suit tansu, whose JoinGroup waits on
 /// the rebalance timeout (`max.poll.interval.ms`), and are harmless elsewhere.
 #[derive(Debug, Clone, Args)]
@@ -209,7 +249,8 @@ pub fn prepare_topic(
     Ok(offsets)
 }
 
-fn wait_for_topic(
+/// Waits up to 10 s for a topic just created to show in the metadata; returns its offsets.
+pub fn wait_for_topic(
     bootstrap_servers: &str,
     topic_name: &str,
 ) -> anyhow::Result<Vec<PartitionOffsets>> {
@@ -224,8 +265,6 @@ fn wait_for_topic(
     )
 }
 
-/// Runs this binary with `args` as a child process and parses the JSON object it prints last
-/// on stdout. Its stderr goes to ours.
 /// Where each bench's peak RSS figures come from.
 pub const RSS_SCOPE: &str =
     "each side runs in its own child process; the broker is a separate process";
@@ -239,6 +278,8 @@ pub fn print_json(report: &impl Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs this binary with `args` as a child process and parses the JSON object it prints last
+/// on stdout. Its stderr goes to ours.
 pub fn spawn_worker<T: DeserializeOwned>(args: &[String]) -> anyhow::Result<T> {
     let exe = std::env::current_exe().context("could not find the sluice executable")?;
     let output = Command::new(&exe)
