@@ -8,12 +8,24 @@ use std::time::Duration;
 
 use sluicegate::pipeline::{
     BatchKey, BatchTrigger, BatcherOptions, FailureKind, Pipeline, PipelineBuilder, TestPipeline,
+    TestReport,
 };
 use sluicegate::{Record, TopicPartition};
 
 fn records(partition: i32, offsets: std::ops::Range<i64>) -> Vec<Record> {
     offsets
         .map(|offset| TestPipeline::record("events", partition, offset, None, b"x"))
+        .collect()
+}
+
+/// The offsets of one partition in the order the batches handed them out.
+fn batched_offsets(report: &TestReport, partition: i32) -> Vec<i64> {
+    report
+        .batches
+        .iter()
+        .flat_map(|batch| batch.records.iter())
+        .filter(|(tp, _)| tp.partition == partition)
+        .map(|(_, offset)| *offset)
         .collect()
 }
 
@@ -134,13 +146,7 @@ async fn the_default_key_keeps_partitions_apart_and_a_coarse_key_mixes_them() {
     );
     for partition in 0..2 {
         // Within and across batches, a partition's records keep their order.
-        let offsets: Vec<i64> = report
-            .batches
-            .iter()
-            .flat_map(|batch| batch.records.iter())
-            .filter(|(tp, _)| tp.partition == partition)
-            .map(|(_, offset)| *offset)
-            .collect();
+        let offsets = batched_offsets(&report, partition);
         assert_eq!(offsets, (0..16).collect::<Vec<_>>());
     }
 }
@@ -231,13 +237,7 @@ async fn batches_of_one_key_never_run_at_once() {
         "batch concurrency unused"
     );
     for partition in 0..8 {
-        let offsets: Vec<i64> = report
-            .batches
-            .iter()
-            .flat_map(|batch| batch.records.iter())
-            .filter(|(tp, _)| tp.partition == partition)
-            .map(|(_, offset)| *offset)
-            .collect();
+        let offsets = batched_offsets(&report, partition);
         assert_eq!(
             offsets,
             (0..100).collect::<Vec<_>>(),

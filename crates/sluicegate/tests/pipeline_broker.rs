@@ -655,6 +655,30 @@ fn summary_commits(summary: &PipelineSummary) -> BTreeMap<i32, Offset> {
         .collect()
 }
 
+/// After shutdown, the group committed the end of every partition, on the broker and in the
+/// shutdown summary.
+async fn assert_committed_the_end(
+    broker: &TestBroker,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+    summary: &PipelineSummary,
+    all: &BTreeSet<(i32, Offset)>,
+) {
+    let name = broker.name();
+    let ends = end_offsets(all);
+    assert_eq!(
+        committed_offsets(broker, group, topic, partitions).await,
+        ends,
+        "{name}: committed offsets after shutdown"
+    );
+    assert_eq!(
+        summary_commits(summary),
+        ends,
+        "{name}: committed offsets in the shutdown summary"
+    );
+}
+
 /// One pipeline in partition order over a keyed topic: random handler delays, records with
 /// `n % 3 != 0` routed to a batcher, records whose value ends in 9 failed (among them the last
 /// record of every partition). Every record reaches the handler in partition order, failures
@@ -801,17 +825,7 @@ async fn partition_order_with_batcher_and_failures(broker: TestBroker) {
     );
 
     // Commits: the end of every partition, past the failed last records.
-    let ends = end_offsets(&all);
-    assert_eq!(
-        committed_offsets(&broker, &group, &topic, PARTITIONS).await,
-        ends,
-        "{name}: committed offsets after shutdown"
-    );
-    assert_eq!(
-        summary_commits(&summary),
-        ends,
-        "{name}: committed offsets in the shutdown summary"
-    );
+    assert_committed_the_end(&broker, &group, &topic, PARTITIONS, &summary, &all).await;
     eprintln!(
         "{name}: partition order: {} records, {} failed, {} batches ({by_size} full), peak {peak} calls at once, in {took:?}",
         all.len(),
@@ -860,17 +874,7 @@ async fn key_order_runs_keys_of_a_partition_concurrently(broker: TestBroker) {
         overlaps.values().any(|peak| *peak >= 2),
         "{name}: no two keys of one partition were handled at once: peaks {overlaps:?}"
     );
-    let ends = end_offsets(&all);
-    assert_eq!(
-        committed_offsets(&broker, &group, &topic, PARTITIONS).await,
-        ends,
-        "{name}: committed offsets after shutdown"
-    );
-    assert_eq!(
-        summary_commits(&summary),
-        ends,
-        "{name}: committed offsets in the shutdown summary"
-    );
+    assert_committed_the_end(&broker, &group, &topic, PARTITIONS, &summary, &all).await;
     eprintln!(
         "{name}: key order: {} records, peak calls at once per partition {overlaps:?}, in {took:?}",
         all.len()
