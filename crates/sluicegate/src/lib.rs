@@ -36,6 +36,7 @@ pub mod embedded;
 mod offsets;
 mod options;
 pub mod pipeline;
+pub mod producer;
 mod record;
 mod source;
 #[cfg(feature = "testing")]

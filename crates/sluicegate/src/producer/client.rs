@@ -1,0 +1,322 @@
+//! The running client behind a [`Producer`](super::Producer): a librdkafka producer, the
+//! thread that serves its delivery reports, and the waiters for results and for room.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header as KafkaHeader, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
+use rdkafka::ClientContext;
+use tokio::sync::{oneshot, Notify};
+
+use super::options::ResolvedOptions;
+use super::{Delivery, ProduceError, ProduceRecord, ProducerStats};
+
+/// How often the delivery thread looks for its stop flag when nothing is delivered.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// The longest a producer waiting for room sleeps before trying again without a wake-up.
+const ROOM_RECHECK: Duration = Duration::from_millis(100);
+/// Failed fire-and-forget deliveries are logged at most this often, with a count.
+const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The opaque of a fire-and-forget record; awaited records carry their waiter's id.
+const FORGOTTEN: usize = 0;
+
+type Waiter = oneshot::Sender<Result<Delivery, ProduceError>>;
+
+/// What the delivery thread and the producing tasks share.
+#[derive(Default)]
+pub(crate) struct Shared {
+    waiters: Mutex<HashMap<usize, Waiter>>,
+    next_waiter: AtomicUsize,
+    /// Producers waiting for room in the buffer; deliveries wake them only when non-zero.
+    waiting_for_room: AtomicUsize,
+    room: Notify,
+    sent: AtomicU64,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    failure_log: Mutex<FailureLog>,
+}
+
+#[derive(Default)]
+struct FailureLog {
+    last: Option<Instant>,
+    unreported: u64,
+}
+
+impl Shared {
+    pub fn stats(&self) -> ProducerStats {
+        ProducerStats {
+            sent: self.sent.load(Ordering::Relaxed),
+            delivered: self.delivered.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    fn lock_waiters(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Waiter>> {
+        self.waiters
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// A fire-and-forget record failed: counted always, logged at most once a second.
+    fn note_forgotten_failure(&self, topic: &str, error: &KafkaError) {
+        let mut log = self
+            .failure_log
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        log.unreported += 1;
+        if log
+            .last
+            .is_none_or(|last| last.elapsed() >= FAILURE_LOG_INTERVAL)
+        {
+            tracing::warn!(
+                topic,
+                %error,
+                failed = log.unreported,
+                "fire-and-forget records failed delivery"
+            );
+            log.last = Some(Instant::now());
+            log.unreported = 0;
+        }
+    }
+}
+
+/// librdkafka's callbacks land here, on the delivery thread.
+pub(crate) struct DeliveryContext {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, waiter: usize) {
+        let outcome = match result {
+            Ok(message) => {
+                self.shared.delivered.fetch_add(1, Ordering::Relaxed);
+                Ok(Delivery {
+                    partition: message.partition(),
+                    offset: message.offset(),
+                })
+            }
+            Err((error, message)) => {
+                self.shared.failed.fetch_add(1, Ordering::Relaxed);
+                if waiter == FORGOTTEN {
+                    self.shared.note_forgotten_failure(message.topic(), error);
+                }
+                Err(ProduceError::Delivery {
+                    topic: message.topic().to_string(),
+                    reason: error.to_string(),
+                })
+            }
+        };
+        if waiter != FORGOTTEN {
+            if let Some(sender) = self.shared.lock_waiters().remove(&waiter) {
+                // The caller may have stopped waiting; the outcome is counted either way.
+                let _ = sender.send(outcome);
+            }
+        }
+        if self.shared.waiting_for_room.load(Ordering::Acquire) > 0 {
+            self.shared.room.notify_waiters();
+        }
+    }
+}
+
+/// A started producer client.
+pub(crate) struct Client {
+    producer: Arc<BaseProducer<DeliveryContext>>,
+    pub shared: Arc<Shared>,
+    buffer_wait: Option<Duration>,
+    stop: Arc<AtomicBool>,
+    delivery_thread: Mutex<Option<JoinHandle<()>>>,
+    closed: AtomicBool,
+}
+
+impl Client {
+    pub fn start(options: &ResolvedOptions) -> Result<Self, ProduceError> {
+        let shared = Arc::new(Shared {
+            // Waiter ids start above FORGOTTEN.
+            next_waiter: AtomicUsize::new(FORGOTTEN + 1),
+            ..Shared::default()
+        });
+        let producer: BaseProducer<DeliveryContext> = options
+            .client_config()
+            .create_with_context(DeliveryContext {
+                shared: shared.clone(),
+            })
+            .map_err(|error| ProduceError::Client(error.to_string()))?;
+        let producer = Arc::new(producer);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (producer, stop) = (producer.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("sluicegate-delivery".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Acquire) {
+                        producer.poll(POLL_INTERVAL);
+                    }
+                })
+                .map_err(|error| ProduceError::Client(error.to_string()))?
+        };
+        Ok(Self {
+            producer,
+            shared,
+            buffer_wait: options.buffer_wait,
+            stop,
+            delivery_thread: Mutex::new(Some(thread)),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Enqueues a record, waiting for room while the buffer is full. With `waiter`, the
+    /// delivery result goes there.
+    pub async fn enqueue(
+        &self,
+        topic: &str,
+        record: &ProduceRecord<'_>,
+        waiter: Option<Waiter>,
+    ) -> Result<(), ProduceError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(ProduceError::ShutDown);
+        }
+        let id = match waiter {
+            Some(waiter) => {
+                let id = self.shared.next_waiter.fetch_add(1, Ordering::Relaxed);
+                self.shared.lock_waiters().insert(id, waiter);
+                id
+            }
+            None => FORGOTTEN,
+        };
+        let outcome = self.send_when_room(topic, record, id).await;
+        if outcome.is_err() && id != FORGOTTEN {
+            self.shared.lock_waiters().remove(&id);
+        }
+        outcome
+    }
+
+    async fn send_when_room(
+        &self,
+        topic: &str,
+        record: &ProduceRecord<'_>,
+        id: usize,
+    ) -> Result<(), ProduceError> {
+        let started = Instant::now();
+        loop {
+            match self.try_send(topic, record, id) {
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {}
+                Err(error) => {
+                    return Err(ProduceError::Rejected {
+                        topic: topic.to_string(),
+                        reason: error.to_string(),
+                    })
+                }
+                Ok(()) => {
+                    self.shared.sent.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+            }
+            // Full: wait for a delivery to make room, then try again.
+            let wait = match self.buffer_wait {
+                Some(limit) => match limit.checked_sub(started.elapsed()) {
+                    Some(left) if !left.is_zero() => left.min(ROOM_RECHECK),
+                    _ => return Err(ProduceError::BufferFull { waited: limit }),
+                },
+                None => ROOM_RECHECK,
+            };
+            self.shared.waiting_for_room.fetch_add(1, Ordering::AcqRel);
+            let room = self.shared.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            let retry = self.try_send(topic, record, id);
+            let full = matches!(
+                retry,
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull))
+            );
+            if full {
+                let _ = tokio::time::timeout(wait, room).await;
+            }
+            self.shared.waiting_for_room.fetch_sub(1, Ordering::AcqRel);
+            match retry {
+                Ok(()) => {
+                    self.shared.sent.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {}
+                Err(error) => {
+                    return Err(ProduceError::Rejected {
+                        topic: topic.to_string(),
+                        reason: error.to_string(),
+                    })
+                }
+            }
+        }
+    }
+
+    fn try_send(
+        &self,
+        topic: &str,
+        record: &ProduceRecord<'_>,
+        id: usize,
+    ) -> Result<(), KafkaError> {
+        let mut base = BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, id);
+        if let Some(value) = record.value {
+            base = base.payload(value);
+        }
+        if let Some(key) = record.key {
+            base = base.key(key);
+        }
+        if let Some(partition) = record.partition {
+            base = base.partition(partition);
+        }
+        if let Some(timestamp) = record.timestamp_ms {
+            base = base.timestamp(timestamp);
+        }
+        if !record.headers.is_empty() {
+            let headers = record.headers.iter().fold(
+                OwnedHeaders::new_with_capacity(record.headers.len()),
+                |headers, (key, value)| headers.insert(KafkaHeader { key, value: *value }),
+            );
+            base = base.headers(headers);
+        }
+        self.producer.send(base).map_err(|(error, _)| error)
+    }
+
+    /// Records buffered or in flight.
+    pub fn in_flight(&self) -> usize {
+        usize::try_from(self.producer.in_flight_count()).unwrap_or(0)
+    }
+
+    /// Refuses further records, waits up to `timeout` for the buffer to be delivered, stops
+    /// the delivery thread and returns how many records were not delivered. Blocking.
+    pub fn close(&self, timeout: Duration) -> usize {
+        self.closed.store(true, Ordering::Release);
+        if let Err(error) = self.producer.flush(timeout) {
+            tracing::warn!(%error, "flush at shutdown did not finish");
+        }
+        let undelivered = self.in_flight();
+        self.stop.store(true, Ordering::Release);
+        let thread = self
+            .delivery_thread
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            if thread.join().is_err() {
+                tracing::error!("the delivery thread panicked");
+            }
+        }
+        if undelivered > 0 {
+            // Fail what is left now rather than when the client is dropped.
+            self.producer
+                .purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+            self.producer.poll(Duration::ZERO);
+        }
+        undelivered
+    }
+}
