@@ -255,6 +255,12 @@ impl ProducerOptions {
         if delivery_timeout.is_zero() {
             return Err(invalid("delivery_timeout", "must be greater than zero"));
         }
+        if flush_interval >= delivery_timeout {
+            return Err(invalid(
+                "flush_interval",
+                "must be shorter than delivery_timeout (a record would expire while waiting)",
+            ));
+        }
         for key in self.librdkafka.keys() {
             if let Some((_, instead)) = MANAGED.iter().find(|(managed, _)| managed == key) {
                 return Err(invalid(
