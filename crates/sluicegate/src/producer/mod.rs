@@ -59,7 +59,8 @@ mod client;
 mod options;
 mod partitioner;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -197,7 +198,12 @@ pub struct Producer {
 /// The settings a producer was declared with and, once started, its client.
 struct Lazy {
     options: Option<ProducerOptions>,
-    client: OnceLock<Result<Client, ProduceError>>,
+    client: OnceLock<Client>,
+    /// Held while starting, so concurrent first uses start one client. A start that fails
+    /// (bad settings, defaults not set yet) is tried again on the next use.
+    starting: Mutex<()>,
+    /// Set by shutdown: no client starts afterwards.
+    shut_down: AtomicBool,
 }
 
 impl Producer {
@@ -208,6 +214,8 @@ impl Producer {
             inner: Arc::new(Lazy {
                 options: Some(options),
                 client: OnceLock::new(),
+                starting: Mutex::new(()),
+                shut_down: AtomicBool::new(false),
             }),
         }
     }
@@ -218,6 +226,8 @@ impl Producer {
             inner: Arc::new(Lazy {
                 options: None,
                 client: OnceLock::new(),
+                starting: Mutex::new(()),
+                shut_down: AtomicBool::new(false),
             }),
         }
     }
@@ -228,17 +238,26 @@ impl Producer {
     }
 
     fn client(&self) -> Result<&Client, ProduceError> {
-        self.inner
-            .client
-            .get_or_init(|| {
-                let options = match &self.inner.options {
-                    Some(options) => options.clone().over(&options::defaults()),
-                    None => options::defaults(),
-                };
-                Client::start(&options.resolve()?)
-            })
-            .as_ref()
-            .map_err(Clone::clone)
+        if let Some(client) = self.inner.client.get() {
+            return Ok(client);
+        }
+        if self.inner.shut_down.load(Ordering::Acquire) {
+            return Err(ProduceError::ShutDown);
+        }
+        let _starting = self
+            .inner
+            .starting
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if let Some(client) = self.inner.client.get() {
+            return Ok(client);
+        }
+        let options = match &self.inner.options {
+            Some(options) => options.clone().over(&options::defaults()),
+            None => options::defaults(),
+        };
+        let client = Client::start(&options.resolve()?)?;
+        Ok(self.inner.client.get_or_init(|| client))
     }
 
     /// Produces a record and waits for its delivery: where it was written, or why not.
@@ -265,31 +284,39 @@ impl Producer {
 
     /// The producer's counters (zero before it started).
     pub fn stats(&self) -> ProducerStats {
-        match self.inner.client.get() {
-            Some(Ok(client)) => client.shared.stats(),
-            _ => ProducerStats::default(),
-        }
+        self.inner
+            .client
+            .get()
+            .map_or_else(ProducerStats::default, |client| client.shared.stats())
     }
 
     /// Records buffered or in flight.
     pub fn in_flight(&self) -> usize {
-        match self.inner.client.get() {
-            Some(Ok(client)) => client.in_flight(),
-            _ => 0,
-        }
+        self.inner.client.get().map_or(0, Client::in_flight)
     }
 
     /// Refuses further records, waits up to `timeout` for the buffer to be delivered and
     /// reports what was not. Records still awaited get [`ProduceError::Delivery`] or
     /// [`ProduceError::ShutDown`].
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
-        let Some(Ok(_)) = self.inner.client.get() else {
+        {
+            let _starting = self
+                .inner
+                .starting
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            self.inner.shut_down.store(true, Ordering::Release);
+        }
+        if self.inner.client.get().is_none() {
             return ShutdownReport::default();
-        };
+        }
         let producer = self.clone();
-        let undelivered = tokio::task::spawn_blocking(move || match producer.inner.client.get() {
-            Some(Ok(client)) => client.close(timeout),
-            _ => 0,
+        let undelivered = tokio::task::spawn_blocking(move || {
+            producer
+                .inner
+                .client
+                .get()
+                .map_or(0, |client| client.close(timeout))
         })
         .await
         .unwrap_or_else(|error| {
