@@ -27,18 +27,28 @@ fn small_buffer(broker: &TestBroker) -> ProducerOptions {
         .flush_interval(Duration::ZERO)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_buffer_waits_and_resumes_when_the_broker_catches_up() {
+/// An embedded broker with a one-partition topic, and a producer with `options` that has
+/// already delivered one record (metadata and connections in place).
+async fn warmed_up(
+    name: &str,
+    options: impl FnOnce(&TestBroker) -> ProducerOptions,
+) -> (TestBroker, String, Producer) {
     init_tracing();
     let broker = TestBroker::embedded();
-    let topic = unique_name("full-buffer");
+    let topic = unique_name(name);
     broker.create_topic(&topic, 1).await;
-    let embedded = broker.as_embedded().unwrap();
-    let producer = Producer::new(small_buffer(&broker));
+    let producer = Producer::new(options(&broker));
     producer
         .produce(&topic, ProduceRecord::new(b"warm"))
         .await
         .unwrap();
+    (broker, topic, producer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_buffer_waits_and_resumes_when_the_broker_catches_up() {
+    let (broker, topic, producer) = warmed_up("full-buffer", small_buffer).await;
+    let embedded = broker.as_embedded().unwrap();
 
     // Every answer now takes 2 s: the buffer fills and stays full.
     embedded
@@ -89,17 +99,11 @@ async fn a_full_buffer_waits_and_resumes_when_the_broker_catches_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_buffer_wait_deadline_turns_into_a_clear_error() {
-    init_tracing();
-    let broker = TestBroker::embedded();
-    let topic = unique_name("buffer-deadline");
-    broker.create_topic(&topic, 1).await;
+    let (broker, topic, producer) = warmed_up("buffer-deadline", |broker| {
+        small_buffer(broker).buffer_wait(Some(Duration::from_millis(300)))
+    })
+    .await;
     let embedded = broker.as_embedded().unwrap();
-    let producer =
-        Producer::new(small_buffer(&broker).buffer_wait(Some(Duration::from_millis(300))));
-    producer
-        .produce(&topic, ProduceRecord::new(b"warm"))
-        .await
-        .unwrap();
     embedded
         .set_round_trip_time(EmbeddedBroker::ALL_BROKERS, Duration::from_secs(3))
         .unwrap();
@@ -173,16 +177,8 @@ async fn shutdown_flushes_what_is_buffered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_reports_what_it_could_not_deliver() {
-    init_tracing();
-    let broker = TestBroker::embedded();
-    let topic = unique_name("shutdown-undelivered");
-    broker.create_topic(&topic, 1).await;
+    let (broker, topic, producer) = warmed_up("shutdown-undelivered", small_buffer).await;
     let embedded = broker.as_embedded().unwrap();
-    let producer = Producer::new(small_buffer(&broker));
-    producer
-        .produce(&topic, ProduceRecord::new(b"warm"))
-        .await
-        .unwrap();
     embedded.broker_down(EmbeddedBroker::ALL_BROKERS).unwrap();
     for _ in 0..5 {
         producer
