@@ -25,7 +25,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let delivery = producer
         .produce(TOPIC, ProduceRecord::new(b"first").key(b"customer-7"))
         .await?;
-    assert_eq!(delivery.partition, java_partition(b"customer-7", PARTITIONS));
+    assert_eq!(
+        delivery.partition,
+        java_partition(b"customer-7", PARTITIONS)
+    );
     println!("first record at {}:{}", delivery.partition, delivery.offset);
 
     // A slow broker: every answer takes 200 ms. The buffer of 1,000 records fills and
