@@ -10,6 +10,7 @@ mod backlog;
 mod child_broker;
 mod consume;
 mod pipeline;
+mod produce;
 
 use std::process::{Command, Stdio};
 use std::str::FromStr;
@@ -22,7 +23,7 @@ use serde::Serialize;
 
 use crate::exit::usage;
 use crate::out;
-use crate::produce::{self, ProducePlan};
+use crate::produce::ProducePlan;
 use crate::progress::{thousands, Progress};
 use crate::topic::{self, PartitionOffsets};
 
@@ -38,6 +39,9 @@ pub enum BenchCommand {
     /// 0-5 ms handler, concurrency 100) in every processing order against the ideal, and a
     /// no-op pipeline against the plain rdkafka loop of `bench consume`.
     Pipeline(pipeline::PipelineArgs),
+    /// Records/s of the producer, awaited and fire-and-forget, against the fastest plain
+    /// rdkafka BaseProducer loop with the same settings, on a development broker by default.
+    Produce(produce::ProduceArgs),
     /// One side of `bench consume`, run as a child process.
     #[command(hide = true)]
     ConsumeWorker(consume::ConsumeWorkerArgs),
@@ -47,6 +51,9 @@ pub enum BenchCommand {
     /// The pipeline side of `bench pipeline`'s no-op comparison, run as a child process.
     #[command(hide = true)]
     PipelineWorker(pipeline::PipelineWorkerArgs),
+    /// One side of `bench produce`, run as a child process.
+    #[command(hide = true)]
+    ProduceWorker(produce::ProduceWorkerArgs),
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -57,6 +64,8 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::BacklogWorker(args) => backlog::run_worker(args),
         BenchCommand::Pipeline(args) => pipeline::run(args),
         BenchCommand::PipelineWorker(args) => pipeline::run_worker(args),
+        BenchCommand::Produce(args) => produce::run(args),
+        BenchCommand::ProduceWorker(args) => produce::run_worker(args),
     }
 }
 
@@ -230,7 +239,7 @@ pub fn prepare_topic(
         record_bytes,
     };
     let mut progress = Progress::new("filling", plan.total());
-    let report = produce::produce(&plan, |done| progress.update(done))?;
+    let report = crate::produce::produce(&plan, |done| progress.update(done))?;
     progress.finish(report.delivered);
     let offsets = topic::partition_offsets(bootstrap_servers, topic_name)?
         .with_context(|| format!("topic `{topic_name}` vanished after filling it"))?;
