@@ -8,6 +8,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
+mod console;
 mod demo;
 mod dev_broker;
 mod exit;
@@ -51,20 +52,75 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run the embedded broker (librdkafka's mock cluster) as a process of its own.
     DevBroker(dev_broker::DevBrokerArgs),
+    /// Write lines of standard input or a file to a topic, one record per line (keys and
+    /// headers optional).
+    Produce(console::produce::ProduceArgs),
+    /// Print a topic's records: values one per line, or JSON objects.
+    Consume(console::consume::ConsumeArgs),
     /// Benchmarks that print figures measured against a baseline in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     init_tracing();
     let outcome = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::DevBroker(args) => dev_broker::run(args),
+        Command::Produce(args) => console::produce::run(args),
+        Command::Consume(args) => console::consume::run(args),
         Command::Bench(command) => bench::run(command),
     };
     exit::code(outcome)
+}
+
+/// Parses the command line. Help and version print as usual; a usage error is one line on
+/// stderr (`sluice: unexpected argument '--x' found (tip: ...); try --help`) and exit status 2.
+fn parse_cli() -> Cli {
+    use clap::error::ErrorKind;
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => match error.kind() {
+            ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => error.exit(),
+            _ => {
+                eprintln!("sluice: {}", one_line(&error.render().to_string()));
+                std::process::exit(2)
+            }
+        },
+    }
+}
+
+/// clap's error text on one line: the message, then its tips in parentheses, without the
+/// usage block.
+fn one_line(rendered: &str) -> String {
+    let mut paragraphs = rendered
+        .split("\n\n")
+        .map(|paragraph| {
+            paragraph
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|paragraph| {
+            !paragraph.is_empty()
+                && !paragraph.starts_with("Usage:")
+                && !paragraph.starts_with("For more information")
+        });
+    let message = paragraphs.next().unwrap_or_default();
+    let mut line = message
+        .strip_prefix("error: ")
+        .unwrap_or(&message)
+        .to_owned();
+    for tip in paragraphs {
+        line.push_str(&format!(" ({tip})"));
+    }
+    line.push_str("; try --help");
+    line
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: warnings and errors).
@@ -83,4 +139,37 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("could not start the async runtime")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one-line rendering of what `argv` fails with.
+    fn usage_line(argv: &[&str]) -> String {
+        let error = Cli::try_parse_from(argv).expect_err("a usage error");
+        one_line(&error.render().to_string())
+    }
+
+    #[test]
+    fn usage_errors_fit_on_one_line() {
+        let line = usage_line(&["sluice", "produce", "--topic", "t", "--rate", "0"]);
+        assert!(!line.contains('\n'), "{line}");
+        assert!(
+            line.starts_with("invalid value '0' for '--rate <N>'"),
+            "{line}"
+        );
+        assert!(line.ends_with("; try --help"), "{line}");
+
+        let line = usage_line(&["sluice", "consume"]);
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.contains("--topic <TOPIC>"), "{line}");
+        assert!(!line.contains("Usage:"), "{line}");
+
+        let line = usage_line(&["sluice", "consume", "--topic", "t", "--brokerz", "x"]);
+        assert!(
+            line.contains("tip: a similar argument exists: '--brokers'"),
+            "{line}"
+        );
+    }
 }

@@ -1,0 +1,279 @@
+//! Running the built `sluice` binary in tests: a development broker as a child process, runs
+//! with a deadline, and reading `consume --format json` output back into bytes.
+
+#![allow(dead_code)] // Each test binary uses a different part.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpListener;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The longest one `sluice` run may take before the test fails (it would otherwise hang).
+pub const RUN_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The binary under test.
+pub fn sluice() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    // The tests count stderr lines: no extra logging from the environment.
+    command.env_remove("RUST_LOG");
+    command
+}
+
+/// What a finished run left.
+#[derive(Debug)]
+pub struct Run {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    /// The stderr lines (non-empty ones).
+    pub fn stderr_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|line| !line.is_empty())
+            .collect()
+    }
+
+    /// Asserts success, showing stderr if not.
+    pub fn assert_ok(&self) -> &Self {
+        assert!(
+            self.status.success(),
+            "sluice failed ({:?}): {}",
+            self.status,
+            self.stderr
+        );
+        self
+    }
+
+    /// Asserts this exit code and exactly one stderr line, `sluice: ...` containing `needle`.
+    pub fn assert_one_line_error(&self, code: i32, needle: &str) {
+        assert_eq!(
+            self.status.code(),
+            Some(code),
+            "exit status; stderr: {}",
+            self.stderr
+        );
+        let lines = self.stderr_lines();
+        assert_eq!(lines.len(), 1, "one line on stderr, got: {:?}", self.stderr);
+        assert!(lines[0].starts_with("sluice: "), "{}", lines[0]);
+        assert!(lines[0].contains(needle), "`{needle}` not in: {}", lines[0]);
+    }
+}
+
+/// Runs `sluice args...` with `stdin` as its input; fails the test past [`RUN_DEADLINE`].
+pub fn run(args: &[&str], stdin: &[u8]) -> Run {
+    run_with_deadline(args, stdin, RUN_DEADLINE)
+}
+
+pub fn run_with_deadline(args: &[&str], stdin: &[u8], deadline: Duration) -> Run {
+    let started = Instant::now();
+    let mut child = sluice()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sluice starts");
+    let mut input = child.stdin.take().expect("stdin");
+    let stdin = stdin.to_vec();
+    // A command that exits early closes the pipe: that write error is fine.
+    let writer = thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_reader = thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
+    });
+    let err_reader = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`sluice {}` still running after {deadline:?}; stderr: {}",
+                args.join(" "),
+                err_reader.join().unwrap_or_default()
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let _ = writer.join();
+    Run {
+        status,
+        stdout: out_reader.join().expect("stdout reader"),
+        stderr: err_reader.join().expect("stderr reader"),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// `sluice dev-broker` as a child process with these topics (`name:partitions`); it stops
+/// when this is dropped (its stdin closes).
+pub struct DevBroker {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pub bootstrap: String,
+}
+
+impl DevBroker {
+    pub fn start(topics: &[&str]) -> DevBroker {
+        let mut command = sluice();
+        command
+            .args([
+                "dev-broker",
+                "--print-bootstrap-only",
+                "--exit-on-stdin-close",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for topic in topics {
+            command.args(["--topic", topic]);
+        }
+        let mut child = command.spawn().expect("dev-broker starts");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the dev-broker prints its address");
+        let bootstrap = line.trim().to_owned();
+        assert!(
+            bootstrap.starts_with("127.0.0.1:"),
+            "dev-broker address: {bootstrap:?}"
+        );
+        DevBroker {
+            child,
+            stdin,
+            bootstrap,
+        }
+    }
+}
+
+impl Drop for DevBroker {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP port of 127.0.0.1 that nothing listens on (it was free a moment ago).
+pub fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
+/// One record read back from `consume --format json`, bytes decoded.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Consumed {
+    pub partition: i64,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+/// Parses `consume --format json` output, one object per line.
+pub fn parse_json_lines(stdout: &[u8]) -> Vec<Consumed> {
+    let text = std::str::from_utf8(stdout).expect("JSON output is UTF-8");
+    text.lines()
+        .map(|line| {
+            let object: Value = serde_json::from_str(line).expect("a JSON object per line");
+            for field in ["topic", "timestamp", "timestamp_type"] {
+                assert!(object.get(field).is_some(), "no `{field}` in {line}");
+            }
+            Consumed {
+                partition: object["partition"].as_i64().expect("partition"),
+                offset: object["offset"].as_i64().expect("offset"),
+                key: bytes(&object["key"]),
+                value: bytes(&object["value"]),
+                headers: object["headers"]
+                    .as_array()
+                    .expect("headers array")
+                    .iter()
+                    .map(|header| {
+                        (
+                            bytes(&header["key"]).expect("header key"),
+                            bytes(&header["value"]),
+                        )
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// A JSON string (UTF-8 bytes), `{"base64": ...}` (other bytes) or null.
+fn bytes(value: &Value) -> Option<Vec<u8>> {
+    match value {
+        Value::Null => None,
+        Value::String(text) => Some(text.as_bytes().to_vec()),
+        Value::Object(object) => {
+            assert_eq!(object.len(), 1, "only `base64` in {value}");
+            let encoded = object["base64"].as_str().expect("base64 string");
+            let decoded = decode_base64(encoded);
+            assert!(
+                std::str::from_utf8(&decoded).is_err(),
+                "UTF-8 bytes should be a plain string, not base64: {value}"
+            );
+            Some(decoded)
+        }
+        other => panic!("bytes must be a string, an object or null: {other}"),
+    }
+}
+
+/// Standard base64 with padding.
+pub fn decode_base64(text: &str) -> Vec<u8> {
+    let sextet = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {c}"),
+        }
+    };
+    assert_eq!(text.len() % 4, 0, "padded base64: {text}");
+    let mut out = Vec::new();
+    for chunk in text.as_bytes().chunks(4) {
+        let padding = chunk.iter().filter(|&&c| c == b'=').count();
+        let group = chunk
+            .iter()
+            .map(|&c| if c == b'=' { 0 } else { sextet(c) })
+            .fold(0u32, |group, bits| (group << 6) | bits);
+        let bytes = group.to_be_bytes();
+        out.extend_from_slice(&bytes[1..4 - padding]);
+    }
+    out
+}
+
+#[test]
+fn base64_decodes() {
+    assert_eq!(decode_base64("Zm9vYmFy"), b"foobar");
+    assert_eq!(decode_base64("Zm9vYg=="), b"foob");
+    assert_eq!(decode_base64("//4A"), [0xff, 0xfe, 0x00]);
+}
