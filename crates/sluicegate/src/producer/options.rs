@@ -191,6 +191,12 @@ impl ProducerOptions {
         self
     }
 
+    /// Checks these options, merged over the process-wide defaults, without connecting: the
+    /// error names the first invalid setting.
+    pub fn validate(&self) -> Result<(), OptionsError> {
+        self.clone().over(&defaults()).resolve().map(|_| ())
+    }
+
     /// These options, with anything they leave unset taken from `defaults`.
     pub(crate) fn over(self, defaults: &ProducerOptions) -> ProducerOptions {
         let mut librdkafka = defaults.librdkafka.clone();
@@ -401,6 +407,24 @@ mod tests {
         assert_eq!(
             key(base().librdkafka("linger.ms", "7")),
             "librdkafka.linger.ms"
+        );
+    }
+
+    #[test]
+    fn validate_checks_without_connecting() {
+        assert!(ProducerOptions::new()
+            .bootstrap_servers("nowhere:1")
+            .validate()
+            .is_ok());
+        let refused = ProducerOptions::new()
+            .bootstrap_servers("nowhere:1")
+            .librdkafka("acks", "0")
+            .validate()
+            .unwrap_err();
+        assert_eq!(refused.key, "librdkafka.acks");
+        assert_eq!(
+            refused.to_string(),
+            "invalid option `librdkafka.acks`: managed by Sluicegate; use `acks`"
         );
     }
 

@@ -94,6 +94,18 @@ impl Drop for FetchQueue {
     }
 }
 
+/// Copies a message rust-rdkafka handed out into an owned [`Record`], exactly as the batch
+/// path does (header names that are not UTF-8 are converted lossily rather than panicking, as
+/// rust-rdkafka's header accessors would).
+pub(crate) fn copy_borrowed(
+    message: &rdkafka::message::BorrowedMessage<'_>,
+    topic: Arc<str>,
+) -> Record {
+    // SAFETY: a `BorrowedMessage` keeps its C message alive for the borrow, and `to_record`
+    // copies everything it keeps before returning.
+    unsafe { to_record(&*message.ptr(), topic) }
+}
+
 /// Copies a fetched message into an owned [`Record`].
 ///
 /// # Safety

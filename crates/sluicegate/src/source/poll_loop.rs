@@ -18,11 +18,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use tokio::sync::mpsc;
 
 use crate::commit::{self, CommitThread};
-use crate::record::{Header, Record};
+use crate::record::Record;
+use crate::source::fetch_queue::copy_borrowed;
 use crate::source::member::{MemberContext, MemberShared, MemberSummary, Outlet};
 
 /// How long the thread sleeps while some window is full, before looking for room again even
@@ -201,7 +202,7 @@ impl PollLoop {
             );
             return;
         };
-        let record = to_record(message, outlet.shared.topic.clone());
+        let record = copy_borrowed(message, outlet.shared.topic.clone());
         self.member.counters.fetched.fetch_add(1, Ordering::Relaxed);
         hand_over(outlet, vec![record]);
     }
@@ -238,30 +239,5 @@ fn hand_over(outlet: &mut Outlet, batch: Vec<Record>) {
         let (mpsc::error::TrySendError::Full(batch) | mpsc::error::TrySendError::Closed(batch)) =
             error;
         outlet.shared.note_discarded(batch.len());
-    }
-}
-
-/// Copies a borrowed librdkafka message into an owned [`Record`].
-fn to_record(message: &BorrowedMessage<'_>, topic: Arc<str>) -> Record {
-    let headers = message
-        .headers()
-        .map(|headers| {
-            headers
-                .iter()
-                .map(|header| Header {
-                    key: header.key.to_owned(),
-                    value: header.value.map(<[u8]>::to_vec),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Record {
-        topic,
-        partition: message.partition(),
-        offset: message.offset(),
-        key: message.key().map(<[u8]>::to_vec),
-        value: message.payload().map(<[u8]>::to_vec),
-        headers,
-        timestamp_ms: message.timestamp().to_millis(),
     }
 }
