@@ -55,7 +55,7 @@ const BASELINE_CONFIG: &[(&str, &str)] = &[
     ("acks", "all"),
     ("enable.idempotence", "true"),
     ("linger.ms", "5"),
-    ("queue.buffering.max.messages", "100000"),
+    ("queue.buffering.max.messages", "20000"),
     ("queue.buffering.max.kbytes", "65536"),
     ("message.timeout.ms", "30000"),
     ("partitioner", "murmur2_random"),
@@ -98,7 +98,7 @@ pub struct ProduceArgs {
     #[arg(long)]
     json: bool,
     /// Buffer bound of every side in records (`buffer_records`, librdkafka's
-    /// `queue.buffering.max.messages`), for experiments (default: Sluicegate's, 100,000).
+    /// `queue.buffering.max.messages`), for experiments (default: Sluicegate's, 20,000).
     #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     buffer_records: Option<u64>,
     /// Baseline: milliseconds to poll for deliveries when the queue is full, for experiments.

@@ -206,22 +206,18 @@ impl Client {
         record: &ProduceRecord<'_>,
         id: usize,
     ) -> Result<(), ProduceError> {
+        if self.try_enqueue(topic, record, id)? {
+            return Ok(());
+        }
         let started = Instant::now();
         loop {
-            match self.try_send(topic, record, id) {
-                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {}
-                Err(error) => {
-                    return Err(ProduceError::Rejected {
-                        topic: topic.to_string(),
-                        reason: error.to_string(),
-                    })
-                }
-                Ok(()) => {
-                    self.shared.sent.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
-                }
+            // Full: serve the delivery reports already waiting (which frees their records)
+            // and try again at once.
+            self.producer.poll(Duration::ZERO);
+            if self.try_enqueue(topic, record, id)? {
+                return Ok(());
             }
-            // Full: wait for a delivery to make room, then try again.
+            // Still full: wait for a delivery to make room.
             let wait = match self.buffer_wait {
                 Some(limit) => match limit.checked_sub(started.elapsed()) {
                     Some(left) if !left.is_zero() => left.min(ROOM_RECHECK),
@@ -233,28 +229,35 @@ impl Client {
             let room = self.shared.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            let retry = self.try_send(topic, record, id);
-            let full = matches!(
-                retry,
-                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull))
-            );
-            if full {
+            // A delivery between the last try and `enable` would not wake us: try once more.
+            let sent = self.try_enqueue(topic, record, id);
+            if matches!(sent, Ok(false)) {
                 let _ = tokio::time::timeout(wait, room).await;
             }
             self.shared.waiting_for_room.fetch_sub(1, Ordering::AcqRel);
-            match retry {
-                Ok(()) => {
-                    self.shared.sent.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
-                }
-                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {}
-                Err(error) => {
-                    return Err(ProduceError::Rejected {
-                        topic: topic.to_string(),
-                        reason: error.to_string(),
-                    })
-                }
+            if sent? {
+                return Ok(());
             }
+        }
+    }
+
+    /// One attempt to buffer a record: `Ok(false)` when the buffer is full.
+    fn try_enqueue(
+        &self,
+        topic: &str,
+        record: &ProduceRecord<'_>,
+        id: usize,
+    ) -> Result<bool, ProduceError> {
+        match self.try_send(topic, record, id) {
+            Ok(()) => {
+                self.shared.sent.fetch_add(1, Ordering::Relaxed);
+                Ok(true)
+            }
+            Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => Ok(false),
+            Err(error) => Err(ProduceError::Rejected {
+                topic: topic.to_string(),
+                reason: error.to_string(),
+            }),
         }
     }
 
