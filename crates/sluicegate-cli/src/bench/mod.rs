@@ -187,14 +187,12 @@ pub fn fresh_group(label: &str) -> String {
     format!("sluice-bench-{label}-{}-{nanos}", std::process::id())
 }
 
-/// Makes sure `topic` exists with `partitions` partitions holding at least
-/// `records_per_partition` records each, producing what is missing; returns its offsets.
-pub fn prepare_topic(
+/// Creates `topic` when the broker does not have it; refuses one with another partition
+/// count. Returns its offsets.
+pub fn ensure_topic(
     bootstrap_servers: &str,
     topic_name: &str,
     partitions: i32,
-    records_per_partition: u64,
-    record_bytes: usize,
 ) -> anyhow::Result<Vec<PartitionOffsets>> {
     let offsets = match topic::partition_offsets(bootstrap_servers, topic_name)? {
         Some(offsets) => offsets,
@@ -214,6 +212,19 @@ pub fn prepare_topic(
             offsets.len()
         )));
     }
+    Ok(offsets)
+}
+
+/// Makes sure `topic` exists with `partitions` partitions holding at least
+/// `records_per_partition` records each, producing what is missing; returns its offsets.
+pub fn prepare_topic(
+    bootstrap_servers: &str,
+    topic_name: &str,
+    partitions: i32,
+    records_per_partition: u64,
+    record_bytes: usize,
+) -> anyhow::Result<Vec<PartitionOffsets>> {
+    let offsets = ensure_topic(bootstrap_servers, topic_name, partitions)?;
     let missing: Vec<(i32, u64)> = offsets
         .iter()
         .map(|offsets| {

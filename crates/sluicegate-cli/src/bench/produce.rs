@@ -39,12 +39,10 @@ use sluicegate::producer::{ProduceRecord, Producer, ProducerOptions};
 
 use super::child_broker::BenchBroker;
 use super::{
-    median, per_second, print_json, spawn_worker, wait_for_topic, Property, RSS_SCOPE,
-    STALL_TIMEOUT,
+    ensure_topic, median, per_second, print_json, spawn_worker, Property, RSS_SCOPE, STALL_TIMEOUT,
 };
-use crate::exit::usage;
 use crate::progress::thousands;
-use crate::{out, payload, rss, topic};
+use crate::{out, payload, rss};
 
 /// The librdkafka properties Sluicegate's producer sets with default options
 /// (`ResolvedOptions::client_config` in `crates/sluicegate/src/producer/options.rs`), given to
@@ -434,30 +432,6 @@ fn print_report(
         rss::mib(report.fire_and_forget_peak_rss_bytes),
         report.rss_scope
     )?;
-    Ok(())
-}
-
-/// Creates the topic when the broker does not have it; refuses one with another partition
-/// count.
-fn ensure_topic(bootstrap_servers: &str, topic_name: &str, partitions: i32) -> anyhow::Result<()> {
-    let offsets = match topic::partition_offsets(bootstrap_servers, topic_name)? {
-        Some(offsets) => offsets,
-        None => {
-            eprintln!(
-                "creating topic `{topic_name}` with {partitions} partitions on {bootstrap_servers}"
-            );
-            topic::create(bootstrap_servers, topic_name, partitions)?;
-            wait_for_topic(bootstrap_servers, topic_name)?
-        }
-    };
-    if offsets.len() != partitions as usize {
-        return Err(usage(format!(
-            "topic `{topic_name}` on {bootstrap_servers} has {} partitions, not {partitions}: pass --partitions {} \
-             or another --topic",
-            offsets.len(),
-            offsets.len()
-        )));
-    }
     Ok(())
 }
 
