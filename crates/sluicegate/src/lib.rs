@@ -39,6 +39,7 @@ mod options;
 pub mod pipeline;
 pub mod producer;
 mod record;
+pub mod retry;
 mod source;
 #[cfg(feature = "testing")]
 pub mod testing;

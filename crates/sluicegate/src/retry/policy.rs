@@ -1,0 +1,133 @@
+//! How many times a failed record is retried, and how long each retry waits.
+
+use std::time::Duration;
+
+use crate::options::OptionsError;
+
+/// The delay before each retry: retry `k` (1-based) waits `delays[k - 1]` after the failure
+/// before it runs. The number of delays is the number of retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    delays: Vec<Duration>,
+}
+
+impl RetryPolicy {
+    /// One retry per delay, in order: `[1 s, 10 s, 60 s]` retries three times.
+    pub fn delays(delays: impl IntoIterator<Item = Duration>) -> Result<Self, OptionsError> {
+        let delays: Vec<Duration> = delays.into_iter().collect();
+        if delays.len() > MAX_RETRIES {
+            return Err(invalid(
+                "retry.delays",
+                &format!("at most {MAX_RETRIES} retries"),
+            ));
+        }
+        Ok(Self { delays })
+    }
+
+    /// `retries` retries waiting `base`, `2 × base`, `4 × base`... each at most `cap`.
+    pub fn exponential(
+        retries: usize,
+        base: Duration,
+        cap: Duration,
+    ) -> Result<Self, OptionsError> {
+        if base.is_zero() {
+            return Err(invalid("retry.base", "must be greater than zero"));
+        }
+        if cap < base {
+            return Err(invalid("retry.cap", "must be at least the base delay"));
+        }
+        let delays = (0..retries).map(|retry| {
+            let factor = 1u32.checked_shl(retry.min(31) as u32).unwrap_or(u32::MAX);
+            base.checked_mul(factor).map_or(cap, |delay| delay.min(cap))
+        });
+        Self::delays(delays)
+    }
+
+    /// No retries: a failed record goes straight to the dead-letter topic.
+    pub fn none() -> Self {
+        Self { delays: Vec::new() }
+    }
+
+    /// How many times a failed record is retried before the dead-letter topic.
+    pub fn retries(&self) -> usize {
+        self.delays.len()
+    }
+
+    /// The delay before retry `retry` (1-based), or `None` past the last retry.
+    pub fn delay_before(&self, retry: usize) -> Option<Duration> {
+        retry
+            .checked_sub(1)
+            .and_then(|index| self.delays.get(index))
+            .copied()
+    }
+}
+
+/// Retry topics are real topics, one per retry: keep their number sane.
+const MAX_RETRIES: usize = 100;
+
+fn invalid(key: &str, problem: &str) -> OptionsError {
+    OptionsError {
+        key: key.to_string(),
+        problem: problem.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_of_delays_is_one_retry_each() {
+        let policy = RetryPolicy::delays([
+            Duration::from_secs(1),
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+        ])
+        .unwrap();
+        assert_eq!(policy.retries(), 3);
+        assert_eq!(policy.delay_before(0), None);
+        assert_eq!(policy.delay_before(1), Some(Duration::from_secs(1)));
+        assert_eq!(policy.delay_before(3), Some(Duration::from_secs(60)));
+        assert_eq!(policy.delay_before(4), None);
+    }
+
+    #[test]
+    fn exponential_delays_double_up_to_the_cap() {
+        let policy =
+            RetryPolicy::exponential(6, Duration::from_secs(1), Duration::from_secs(10)).unwrap();
+        let delays: Vec<u64> = (1..=6)
+            .map(|retry| policy.delay_before(retry).unwrap().as_secs())
+            .collect();
+        assert_eq!(delays, vec![1, 2, 4, 8, 10, 10]);
+        // Far past any sane count, the doubling saturates at the cap instead of overflowing.
+        let long = RetryPolicy::exponential(80, Duration::from_secs(1), Duration::from_secs(3600))
+            .unwrap();
+        assert_eq!(long.delay_before(80), Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn bad_policies_name_their_setting() {
+        let key = |policy: Result<RetryPolicy, OptionsError>| policy.unwrap_err().key;
+        assert_eq!(
+            key(RetryPolicy::exponential(
+                3,
+                Duration::ZERO,
+                Duration::from_secs(1)
+            )),
+            "retry.base"
+        );
+        assert_eq!(
+            key(RetryPolicy::exponential(
+                3,
+                Duration::from_secs(2),
+                Duration::from_secs(1)
+            )),
+            "retry.cap"
+        );
+        assert_eq!(
+            key(RetryPolicy::delays(vec![Duration::from_secs(1); 101])),
+            "retry.delays"
+        );
+        assert_eq!(RetryPolicy::none().retries(), 0);
+    }
+}
