@@ -354,7 +354,7 @@ where
     /// invalid declaration fails here, naming the setting, before any record is taken.
     pub fn start(mut self) -> Result<Pipeline, OptionsError> {
         if self.sources.is_empty() {
-            return Err(invalid(
+            return Err(OptionsError::new(
                 "source",
                 "a pipeline needs at least one consumer engine",
             ));
@@ -368,14 +368,17 @@ where
 
     fn validate(&self) -> Result<(), OptionsError> {
         if self.concurrency == 0 {
-            return Err(invalid("concurrency", "must be at least 1"));
+            return Err(OptionsError::new("concurrency", "must be at least 1"));
         }
         if self.handler_timeout == Some(Duration::ZERO) {
-            return Err(invalid("handler_timeout", "must be greater than zero"));
+            return Err(OptionsError::new(
+                "handler_timeout",
+                "must be greater than zero",
+            ));
         }
         if let Some((records, interval)) = self.rate_limit {
             if records == 0 || interval.is_zero() {
-                return Err(invalid(
+                return Err(OptionsError::new(
                     "rate_limit",
                     "needs at least 1 record per non-zero interval",
                 ));
@@ -383,13 +386,13 @@ where
         }
         match (self.batchers.is_empty(), self.handle_batch.is_some()) {
             (false, false) => {
-                return Err(invalid(
+                return Err(OptionsError::new(
                     "handle_batch",
                     "batchers are declared but no batch handler",
                 ))
             }
             (true, true) => {
-                return Err(invalid(
+                return Err(OptionsError::new(
                     "batcher",
                     "a batch handler is set but no batcher is declared",
                 ))
@@ -399,22 +402,31 @@ where
         for (index, (name, options)) in self.batchers.iter().enumerate() {
             let key = |setting: &str| format!("batcher.{name}.{setting}");
             if name.is_empty() {
-                return Err(invalid("batcher", "a batcher name must not be empty"));
+                return Err(OptionsError::new(
+                    "batcher",
+                    "a batcher name must not be empty",
+                ));
             }
             if self.batchers[..index]
                 .iter()
                 .any(|(earlier, _)| earlier == name)
             {
-                return Err(invalid(&format!("batcher.{name}"), "declared twice"));
+                return Err(OptionsError::new(
+                    format!("batcher.{name}"),
+                    "declared twice",
+                ));
             }
             if options.size == 0 {
-                return Err(invalid(&key("size"), "must be at least 1"));
+                return Err(OptionsError::new(key("size"), "must be at least 1"));
             }
             if options.timeout.is_zero() {
-                return Err(invalid(&key("timeout"), "must be greater than zero"));
+                return Err(OptionsError::new(
+                    key("timeout"),
+                    "must be greater than zero",
+                ));
             }
             if options.concurrency == 0 {
-                return Err(invalid(&key("concurrency"), "must be at least 1"));
+                return Err(OptionsError::new(key("concurrency"), "must be at least 1"));
             }
         }
         Ok(())
@@ -442,7 +454,7 @@ where
             ..
         } = self;
         let Some(handle_message) = handle_message else {
-            return Err(invalid(
+            return Err(OptionsError::new(
                 "handle_message",
                 "a pipeline needs a message handler",
             ));
@@ -504,13 +516,6 @@ where
             background,
             counters,
         })
-    }
-}
-
-fn invalid(key: &str, problem: &str) -> OptionsError {
-    OptionsError {
-        key: key.to_string(),
-        problem: problem.to_string(),
     }
 }
 

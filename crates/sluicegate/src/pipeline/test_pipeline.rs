@@ -56,10 +56,10 @@ impl TestPipeline {
         D: MessageFormat,
     {
         if !builder.sources.is_empty() {
-            return Err(OptionsError {
-                key: "source".into(),
-                problem: "a test pipeline is fed from memory; add no consumer engine".into(),
-            });
+            return Err(OptionsError::new(
+                "source",
+                "a test pipeline is fed from memory; add no consumer engine",
+            ));
         }
         let log = Arc::new(TestLog::default());
         let (inputs, assigned) = mpsc::unbounded_channel();

@@ -221,15 +221,11 @@ impl ProducerOptions {
 
     /// Checks the merged options and resolves every default.
     pub(crate) fn resolve(&self) -> Result<ResolvedOptions, OptionsError> {
-        let invalid = |key: &str, problem: &str| OptionsError {
-            key: key.to_string(),
-            problem: problem.to_string(),
-        };
         let bootstrap_servers = match &self.bootstrap_servers {
             Some(servers) if !servers.trim().is_empty() => servers.clone(),
-            Some(_) => return Err(invalid("bootstrap_servers", "must not be empty")),
+            Some(_) => return Err(OptionsError::new("bootstrap_servers", "must not be empty")),
             None => {
-                return Err(invalid(
+                return Err(OptionsError::new(
                     "bootstrap_servers",
                     "not set on the producer nor in the defaults (producer::set_defaults)",
                 ))
@@ -238,41 +234,44 @@ impl ProducerOptions {
         let acks = self.acks.unwrap_or(Acks::All);
         let idempotence = self.idempotence.unwrap_or(true);
         if idempotence && acks != Acks::All {
-            return Err(invalid(
+            return Err(OptionsError::new(
                 "idempotence",
                 "needs acks all; set idempotence(false) to use fewer acks",
             ));
         }
         let buffer_records = self.buffer_records.unwrap_or(20_000);
         if !(1..=10_000_000).contains(&buffer_records) {
-            return Err(invalid(
+            return Err(OptionsError::new(
                 "buffer_records",
                 "must be between 1 and 10,000,000",
             ));
         }
         let buffer_bytes = self.buffer_bytes.unwrap_or(64 << 20);
         if buffer_bytes < 1024 {
-            return Err(invalid("buffer_bytes", "must be at least 1024"));
+            return Err(OptionsError::new("buffer_bytes", "must be at least 1024"));
         }
         let flush_interval = self.flush_interval.unwrap_or(Duration::from_millis(5));
         if flush_interval > Duration::from_secs(900) {
-            return Err(invalid("flush_interval", "must be at most 900 s"));
+            return Err(OptionsError::new("flush_interval", "must be at most 900 s"));
         }
         let delivery_timeout = self.delivery_timeout.unwrap_or(Duration::from_secs(30));
         if delivery_timeout.is_zero() {
-            return Err(invalid("delivery_timeout", "must be greater than zero"));
+            return Err(OptionsError::new(
+                "delivery_timeout",
+                "must be greater than zero",
+            ));
         }
         if flush_interval >= delivery_timeout {
-            return Err(invalid(
+            return Err(OptionsError::new(
                 "flush_interval",
                 "must be shorter than delivery_timeout (a record would expire while waiting)",
             ));
         }
         for key in self.librdkafka.keys() {
             if let Some((_, instead)) = MANAGED.iter().find(|(managed, _)| managed == key) {
-                return Err(invalid(
-                    &format!("librdkafka.{key}"),
-                    &format!("managed by Sluicegate; use `{instead}`"),
+                return Err(OptionsError::new(
+                    format!("librdkafka.{key}"),
+                    format!("managed by Sluicegate; use `{instead}`"),
                 ));
             }
         }

@@ -16,9 +16,9 @@ impl RetryPolicy {
     pub fn delays(delays: impl IntoIterator<Item = Duration>) -> Result<Self, OptionsError> {
         let delays: Vec<Duration> = delays.into_iter().collect();
         if delays.len() > MAX_RETRIES {
-            return Err(invalid(
+            return Err(OptionsError::new(
                 "retry.delays",
-                &format!("at most {MAX_RETRIES} retries"),
+                format!("at most {MAX_RETRIES} retries"),
             ));
         }
         Ok(Self { delays })
@@ -31,10 +31,13 @@ impl RetryPolicy {
         cap: Duration,
     ) -> Result<Self, OptionsError> {
         if base.is_zero() {
-            return Err(invalid("retry.base", "must be greater than zero"));
+            return Err(OptionsError::new("retry.base", "must be greater than zero"));
         }
         if cap < base {
-            return Err(invalid("retry.cap", "must be at least the base delay"));
+            return Err(OptionsError::new(
+                "retry.cap",
+                "must be at least the base delay",
+            ));
         }
         let delays = (0..retries).map(|retry| {
             let factor = 1u32.checked_shl(retry.min(31) as u32).unwrap_or(u32::MAX);
@@ -64,13 +67,6 @@ impl RetryPolicy {
 
 /// Retry topics are real topics, one per retry: keep their number sane.
 const MAX_RETRIES: usize = 100;
-
-fn invalid(key: &str, problem: &str) -> OptionsError {
-    OptionsError {
-        key: key.to_string(),
-        problem: problem.to_string(),
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -72,13 +72,16 @@ impl RetryTopics {
         names.push(("dead_letter_topic".to_string(), self.dead_letter()));
         for (index, (key, name)) in names.iter().enumerate() {
             if let Some(problem) = topic_name_problem(name) {
-                return Err(invalid(key, &format!("`{name}`: {problem}")));
+                return Err(OptionsError::new(key, format!("`{name}`: {problem}")));
             }
             if name == &self.input {
-                return Err(invalid(key, &format!("`{name}` is the input topic")));
+                return Err(OptionsError::new(
+                    key,
+                    format!("`{name}` is the input topic"),
+                ));
             }
             if let Some((other, _)) = names[..index].iter().find(|(_, earlier)| earlier == name) {
-                return Err(invalid(key, &format!("`{name}` is also {other}")));
+                return Err(OptionsError::new(key, format!("`{name}` is also {other}")));
             }
         }
         Ok(())
@@ -100,13 +103,6 @@ fn topic_name_problem(name: &str) -> Option<&'static str> {
         Some("only ASCII letters, digits, `.`, `_` and `-` are allowed")
     } else {
         None
-    }
-}
-
-fn invalid(key: &str, problem: &str) -> OptionsError {
-    OptionsError {
-        key: key.to_string(),
-        problem: problem.to_string(),
     }
 }
 
