@@ -28,10 +28,9 @@ use serde::{Deserialize, Serialize};
 use sluicegate::{CommitStrategy, ConsumerEngine, ConsumerOptions, PartitionStream, StartPosition};
 use tokio::sync::Notify;
 
-use super::child_broker::BenchBroker;
 use super::{
-    fresh_group, median, per_second, prepare_topic, print_json, spawn_worker, GroupTimeouts,
-    Property, WorkerTarget, RSS_SCOPE, STALL_TIMEOUT,
+    filled_topic, fresh_group, median, per_second, print_json, spawn_worker, FilledTopic,
+    GroupTimeouts, Property, WorkerTarget, RSS_SCOPE, STALL_TIMEOUT,
 };
 use crate::exit::usage;
 use crate::progress::thousands;
@@ -184,20 +183,19 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
             )));
         }
     }
-    let broker =
-        BenchBroker::given_or_child(args.brokers.as_deref(), &[(&args.topic, args.partitions)])?;
-    let (bootstrap, broker_label) = (
-        broker.bootstrap_servers().to_owned(),
-        broker.label().to_owned(),
-    );
-    let offsets = prepare_topic(
-        &bootstrap,
+    let FilledTopic {
+        broker,
+        bootstrap,
+        broker_label,
+        offsets,
+        records: expected,
+    } = filled_topic(
+        args.brokers.as_deref(),
         &args.topic,
         args.partitions,
         args.records_per_partition,
         record_bytes,
     )?;
-    let expected = topic::total_records(&offsets);
     eprintln!(
         "reading {} records ({} partitions) per round, {} rounds per side, on {broker_label}",
         thousands(expected),

@@ -26,6 +26,7 @@ use crate::out;
 use crate::produce::ProducePlan;
 use crate::progress::{thousands, Progress};
 use crate::topic::{self, PartitionOffsets};
+use child_broker::BenchBroker;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -185,6 +186,47 @@ pub fn fresh_group(label: &str) -> String {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_nanos());
     format!("sluice-bench-{label}-{}-{nanos}", std::process::id())
+}
+
+/// The broker a bench runs on and its topic, filled to the bench's shape.
+pub struct FilledTopic {
+    /// Keeps a child broker running until it is dropped.
+    pub broker: BenchBroker,
+    pub bootstrap: String,
+    /// How the report names the broker.
+    pub broker_label: String,
+    pub offsets: Vec<PartitionOffsets>,
+    /// Records in the topic.
+    pub records: u64,
+}
+
+/// The `--brokers` broker (or a child development broker) with `topic` prepared as
+/// [`prepare_topic`] does.
+pub fn filled_topic(
+    brokers: Option<&str>,
+    topic_name: &str,
+    partitions: i32,
+    records_per_partition: u64,
+    record_bytes: usize,
+) -> anyhow::Result<FilledTopic> {
+    let broker = BenchBroker::given_or_child(brokers, &[(topic_name, partitions)])?;
+    let bootstrap = broker.bootstrap_servers().to_owned();
+    let broker_label = broker.label().to_owned();
+    let offsets = prepare_topic(
+        &bootstrap,
+        topic_name,
+        partitions,
+        records_per_partition,
+        record_bytes,
+    )?;
+    let records = topic::total_records(&offsets);
+    Ok(FilledTopic {
+        broker,
+        bootstrap,
+        broker_label,
+        offsets,
+        records,
+    })
 }
 
 /// Creates `topic` when the broker does not have it; refuses one with another partition

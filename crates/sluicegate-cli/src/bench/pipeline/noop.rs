@@ -16,11 +16,10 @@ use sluicegate::ConsumerEngine;
 use tokio::sync::Notify;
 
 use super::{engine_options, wait_until_done, PipelineArgs};
-use crate::bench::child_broker::BenchBroker;
 use crate::bench::consume::Side;
 use crate::bench::{
-    fresh_group, median, per_second, prepare_topic, print_json, spawn_worker, GroupTimeouts,
-    WorkerTarget, RSS_SCOPE,
+    filled_topic, fresh_group, median, per_second, print_json, spawn_worker, FilledTopic,
+    GroupTimeouts, WorkerTarget, RSS_SCOPE,
 };
 use crate::exit::usage;
 use crate::progress::thousands;
@@ -153,20 +152,19 @@ pub(super) fn run(args: &PipelineArgs) -> anyhow::Result<NoopReport> {
             )));
         }
     }
-    let broker =
-        BenchBroker::given_or_child(args.brokers.as_deref(), &[(&args.topic, args.partitions)])?;
-    let (bootstrap, broker_label) = (
-        broker.bootstrap_servers().to_owned(),
-        broker.label().to_owned(),
-    );
-    let offsets = prepare_topic(
-        &bootstrap,
+    let FilledTopic {
+        broker,
+        bootstrap,
+        broker_label,
+        offsets,
+        records: expected,
+    } = filled_topic(
+        args.brokers.as_deref(),
         &args.topic,
         args.partitions,
         args.records_per_partition,
         record_bytes,
     )?;
-    let expected = topic::total_records(&offsets);
     eprintln!(
         "no-op comparison: {} records ({} partitions) per round, {} rounds per side, on {broker_label}",
         thousands(expected),
