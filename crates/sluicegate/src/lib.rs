@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
+mod admin;
 mod commit;
 pub mod embedded;
 mod offsets;

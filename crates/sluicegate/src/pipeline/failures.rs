@@ -26,6 +26,11 @@ pub(crate) struct FailureContext<S, D> {
     pub state: Arc<S>,
     pub handler: FailureHandler<S, D>,
     pub handler_timeout: Option<Duration>,
+    /// The handler is a route that must finish (see [`PipelineBuilder::route_failures`]):
+    /// no timeout, and records stay unacknowledged if it panics.
+    ///
+    /// [`PipelineBuilder::route_failures`]: super::PipelineBuilder::route_failures
+    pub must_finish: bool,
     pub counters: Arc<PipelineCounters>,
     pub log: Option<Arc<TestLog>>,
 }
@@ -33,7 +38,8 @@ pub(crate) struct FailureContext<S, D> {
 /// Runs until every sender is dropped: takes what failed (one message, plus whatever else is
 /// already waiting, up to [`FAILURE_BATCH`]), calls the failure handler, then acknowledges.
 /// A failure handler that errs, panics or times out is logged; its messages are still
-/// acknowledged, since there is nowhere further to send them.
+/// acknowledged, since there is nowhere further to send them. A failure route (`must_finish`)
+/// that panics leaves its messages unacknowledged instead.
 pub(crate) async fn run<S, D>(
     context: FailureContext<S, D>,
     mut entries: mpsc::Receiver<FailedEntry<D>>,
@@ -53,16 +59,30 @@ pub(crate) async fn run<S, D>(
         }
         let positions: Vec<_> = failed.iter().map(|f| f.message.offset()).collect();
         let call = (context.handler)(context.state.clone(), failed);
+        let timeout = if context.must_finish {
+            None
+        } else {
+            context.handler_timeout
+        };
         let outcome = guarded(
             async {
                 call.await;
                 Ok::<(), BoxError>(())
             },
-            context.handler_timeout,
+            timeout,
             None,
         )
         .await;
-        if let Err(reason) = outcome {
+        if let Err(reason) = &outcome {
+            if context.must_finish {
+                tracing::error!(
+                    kind = ?reason.kind,
+                    reason = %reason.description,
+                    count = positions.len(),
+                    "failure route failed; its records stay unacknowledged and will be delivered again"
+                );
+                continue;
+            }
             tracing::error!(
                 kind = ?reason.kind,
                 reason = %reason.description,

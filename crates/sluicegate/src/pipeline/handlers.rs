@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
-use super::message::{Batch, BoxError, Failed, FailureKind, FailureReason, Message};
+use super::message::{Batch, BoxError, Failed, FailureKind, FailureReason, Message, Permanent};
 
 pub(crate) type MessageHandler<S, D> = Arc<
     dyn Fn(Arc<S>, Message<D>) -> BoxFuture<'static, Result<Message<D>, BoxError>> + Send + Sync,
@@ -43,7 +43,14 @@ pub(crate) async fn guarded<T>(
     };
     match outcome {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(reason(FailureKind::Error, batcher, error.to_string())),
+        Ok(Err(error)) => {
+            let kind = if error.is::<Permanent>() {
+                FailureKind::Permanent
+            } else {
+                FailureKind::Error
+            };
+            Err(reason(kind, batcher, error.to_string()))
+        }
         Err(panic) => Err(reason(FailureKind::Panic, batcher, panic_message(&*panic))),
     }
 }
@@ -81,6 +88,23 @@ mod tests {
         assert_eq!(
             (error.kind, error.description.as_str()),
             (FailureKind::Error, "bad input")
+        );
+
+        let permanent = guarded(
+            async { Err::<(), BoxError>(Permanent::new("not JSON").into()) },
+            None,
+            None,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            (permanent.kind, permanent.description.as_str()),
+            (FailureKind::Permanent, "not JSON")
+        );
+        assert!(!permanent.kind.is_retriable());
+        assert_eq!(
+            permanent.to_string(),
+            "message handler permanent error: not JSON"
         );
 
         let batcher: Arc<str> = "db".into();

@@ -224,6 +224,41 @@ pub enum FailureKind {
     Panic,
     /// The handler ran past the pipeline's handler timeout.
     Timeout,
+    /// The handler returned a [`Permanent`] error: trying the record again cannot help, so
+    /// a retry task sends it straight to the dead-letter topic.
+    Permanent,
+}
+
+impl FailureKind {
+    /// Whether handling the record again might succeed.
+    pub fn is_retriable(self) -> bool {
+        self != Self::Permanent
+    }
+}
+
+/// Marks a handler error as permanent (not retriable), for example a payload that cannot be
+/// decoded: `Err(Permanent::new("not JSON").into())`. The record fails with
+/// [`FailureKind::Permanent`].
+#[derive(Debug)]
+pub struct Permanent(BoxError);
+
+impl Permanent {
+    /// Wraps the error that makes the record unprocessable.
+    pub fn new(error: impl Into<BoxError>) -> Self {
+        Self(error.into())
+    }
+}
+
+impl fmt::Display for Permanent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Permanent {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
 }
 
 /// Why a record failed: its kind, and where and how, in words.
@@ -243,6 +278,7 @@ impl fmt::Display for FailureReason {
             FailureKind::Error => "error",
             FailureKind::Panic => "panic",
             FailureKind::Timeout => "timeout",
+            FailureKind::Permanent => "permanent error",
         };
         match &self.batcher {
             Some(batcher) => write!(f, "batch handler `{batcher}` {kind}: {}", self.description),

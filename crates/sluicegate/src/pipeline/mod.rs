@@ -117,7 +117,7 @@ use tokio::task::{JoinHandle, JoinSet};
 pub use batcher::BatcherOptions;
 pub use message::{
     Batch, BatchKey, BatchTrigger, BoxError, Failed, FailureKind, FailureReason, Message,
-    MessageFormat, Metadata, RawValue,
+    MessageFormat, Metadata, Permanent, RawValue,
 };
 pub use processor::ProcessingOrder;
 pub use stats::{PipelineStats, PipelineSummary};
@@ -126,9 +126,10 @@ pub use test_pipeline::{BatchSeen, FailureSeen, TestPipeline, TestReport};
 use crate::options::OptionsError;
 use crate::record::{Record, TopicPartition};
 use crate::source::ConsumerEngine;
-use handlers::{BatchHandler, FailureHandler, MessageHandler};
+use handlers::FailureHandler;
+pub(crate) use handlers::{guarded, BatchHandler, MessageHandler};
 use processor::ProcessorContext;
-use source::Source;
+use source::{DueAt, Source};
 use stats::PipelineCounters;
 use test_pipeline::TestLog;
 
@@ -226,6 +227,10 @@ pub struct PipelineBuilder<S, D = Record> {
     handle_failed: Option<FailureHandler<S, D>>,
     on_partition_start: Option<PartitionCallback>,
     on_partition_stop: Option<PartitionCallback>,
+    /// Set by the retry module: see [`PipelineBuilder::hold_until`].
+    hold_until: Option<DueAt>,
+    /// Set by the retry module: `handle_failed` is a route that must finish.
+    failures_must_finish: bool,
 }
 
 impl<S, D> PipelineBuilder<S, D>
@@ -248,7 +253,70 @@ where
             handle_failed: None,
             on_partition_start: None,
             on_partition_stop: None,
+            hold_until: None,
+            failures_must_finish: false,
         }
+    }
+
+    /// A copy of the declaration (handlers, settings, callbacks; not the sources), so one
+    /// declaration can run over several sources as separate pipelines.
+    pub(crate) fn copy_declaration(&self) -> Self {
+        Self {
+            state: self.state.clone(),
+            sources: Vec::new(),
+            concurrency: self.concurrency,
+            order: self.order,
+            handler_timeout: self.handler_timeout,
+            rate_limit: self.rate_limit,
+            batchers: self.batchers.clone(),
+            handle_message: self.handle_message.clone(),
+            handle_batch: self.handle_batch.clone(),
+            handle_failed: self.handle_failed.clone(),
+            on_partition_start: self.on_partition_start.clone(),
+            on_partition_stop: self.on_partition_stop.clone(),
+            hold_until: self.hold_until.clone(),
+            failures_must_finish: self.failures_must_finish,
+        }
+    }
+
+    /// Whether sources or a failure handler were declared: a retry task provides both.
+    pub(crate) fn has_sources_or_failure_handler(&self) -> (bool, bool) {
+        (!self.sources.is_empty(), self.handle_failed.is_some())
+    }
+
+    /// Holds each engine record back until `due_at` says it is due (see
+    /// [`PartitionStream::next_batch_due`](crate::PartitionStream::next_batch_due)).
+    pub(crate) fn hold_until(mut self, due_at: DueAt) -> Self {
+        self.hold_until = Some(due_at);
+        self
+    }
+
+    /// Makes `handler` the failure path as a route that must finish: it runs without the
+    /// handler timeout, and records it panics on stay unacknowledged (so they are delivered
+    /// again) instead of being acknowledged as failure handler records are.
+    pub(crate) fn route_failures<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(Arc<S>, Vec<Failed<D>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self = self.handle_failed(handler);
+        self.failures_must_finish = true;
+        self
+    }
+
+    /// Replaces the message and batch handlers with wrappers of them, and takes the handler
+    /// timeout out of the pipeline's hands (the wrappers apply it per call they make).
+    pub(crate) fn wrap_handlers(
+        mut self,
+        wrap_message: impl FnOnce(MessageHandler<S, D>, Option<Duration>) -> MessageHandler<S, D>,
+        wrap_batch: impl FnOnce(BatchHandler<S, D>, Option<Duration>) -> BatchHandler<S, D>,
+    ) -> Self {
+        let timeout = self.handler_timeout.take();
+        self.handle_message = self
+            .handle_message
+            .map(|inner| wrap_message(inner, timeout));
+        self.handle_batch = self.handle_batch.map(|inner| wrap_batch(inner, timeout));
+        self
     }
 
     /// Adds a consumer engine as a source. Several engines (or one engine with several
@@ -451,6 +519,8 @@ where
             handle_failed,
             on_partition_start,
             on_partition_stop,
+            hold_until,
+            failures_must_finish,
             ..
         } = self;
         let Some(handle_message) = handle_message else {
@@ -468,6 +538,7 @@ where
                 handler: handle_failed
                     .unwrap_or_else(|| Arc::new(|_, failed| Box::pin(log_failures(failed)))),
                 handler_timeout,
+                must_finish: failures_must_finish,
                 counters: counters.clone(),
                 log: log.clone(),
             },
@@ -504,6 +575,7 @@ where
             on_start: on_partition_start,
             on_stop: on_partition_stop,
             lane_hasher: RandomState::new(),
+            hold_until,
         });
         let (stop, stopped) = watch::channel(false);
         let acceptors = sources

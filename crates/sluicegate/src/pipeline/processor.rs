@@ -16,7 +16,7 @@ use super::handlers::{guarded, MessageHandler};
 use super::lanes::{KeyLanes, Lane};
 use super::message::{Failed, FailureKind, FailureReason, Message, MessageFormat};
 use super::rate_limit::RateLimiter;
-use super::source::{AckSink, PartitionInput};
+use super::source::{AckSink, DueAt, PartitionInput};
 use super::stats::PipelineCounters;
 use super::PartitionCallback;
 use crate::record::{Offset, Record};
@@ -57,6 +57,7 @@ pub(crate) struct ProcessorContext<S, D> {
     pub on_start: Option<PartitionCallback>,
     pub on_stop: Option<PartitionCallback>,
     pub lane_hasher: RandomState,
+    pub hold_until: Option<DueAt>,
 }
 
 /// Runs one assigned partition until its feed ends (revoke or shutdown), then flushes the
@@ -78,7 +79,10 @@ where
         ProcessingOrder::Partition => {
             let mut finished = Vec::with_capacity(TAKE_IN_ORDER);
             let mut first_finished = Instant::now();
-            while let Some(records) = feed.next_batch(TAKE_IN_ORDER).await {
+            while let Some(records) = feed
+                .next_batch(TAKE_IN_ORDER, context.hold_until.as_ref())
+                .await
+            {
                 context.note_taken(&acks, records.len());
                 // One handler call at a time here, so one permit covers the whole take. The
                 // semaphore is never closed.
@@ -152,7 +156,7 @@ async fn run_concurrently<S, D>(
                 }
                 context.finish(acks, &mut finished).await;
             }
-            records = feed.next_batch(TAKE_CONCURRENT), if feed_open => match records {
+            records = feed.next_batch(TAKE_CONCURRENT, context.hold_until.as_ref()), if feed_open => match records {
                 None => feed_open = false,
                 Some(records) => {
                     context.note_taken(acks, records.len());

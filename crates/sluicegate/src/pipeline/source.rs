@@ -4,12 +4,16 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use tokio::sync::{mpsc, Notify};
 
 use super::test_pipeline::TestLog;
 use crate::record::{Offset, Record, TopicPartition};
 use crate::source::{AckError, Acknowledger, ConsumerEngine, PartitionStream, ShutdownSummary};
+
+/// When a record may be handed to the handler (`None`: at once).
+pub(crate) type DueAt = Arc<dyn Fn(&Record) -> Option<SystemTime> + Send + Sync>;
 
 /// One assigned partition: its records and where their acknowledgements go.
 pub(crate) struct PartitionInput {
@@ -26,11 +30,18 @@ pub(crate) enum PartitionFeed {
 
 impl PartitionFeed {
     /// The next records (at least one, at most `max` from an engine); `None` once the
-    /// partition was revoked or the source stopped. Cancel safe.
-    pub async fn next_batch(&mut self, max: usize) -> Option<Vec<Record>> {
-        match self {
-            Self::Engine(stream) => stream.next_batch(max).await,
-            Self::Memory(records) => records.recv().await,
+    /// partition was revoked or the source stopped. With `hold_until`, an engine's records
+    /// are handed out only once due (see [`PartitionStream::next_batch_due`]); memory
+    /// records are handed out as pushed. Cancel safe.
+    pub async fn next_batch(
+        &mut self,
+        max: usize,
+        hold_until: Option<&DueAt>,
+    ) -> Option<Vec<Record>> {
+        match (self, hold_until) {
+            (Self::Engine(stream), None) => stream.next_batch(max).await,
+            (Self::Engine(stream), Some(due_at)) => stream.next_batch_due(max, &**due_at).await,
+            (Self::Memory(records), _) => records.recv().await,
         }
     }
 }

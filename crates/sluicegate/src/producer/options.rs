@@ -120,6 +120,13 @@ impl ProducerOptions {
         Self::default()
     }
 
+    /// These options, with `servers` as the brokers unless they name some already.
+    pub(crate) fn bootstrap_servers_or(mut self, servers: &str) -> Self {
+        self.bootstrap_servers
+            .get_or_insert_with(|| servers.to_string());
+        self
+    }
+
     /// The brokers to bootstrap from, `host:port` comma-separated.
     pub fn bootstrap_servers(mut self, servers: impl Into<String>) -> Self {
         self.bootstrap_servers = Some(servers.into());

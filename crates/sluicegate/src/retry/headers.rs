@@ -1,7 +1,7 @@
 //! What a retried record carries about its history, as record headers: where it came from,
 //! which attempt this is, when it failed, why, and when it is due.
 
-use crate::record::{Header, Offset};
+use crate::record::{Header, Offset, Record};
 
 /// Header names, shared by every stage and by `sluice dlq`.
 pub mod names {
@@ -79,7 +79,7 @@ impl RetryHeaders {
     /// Reads the retry history from a record's headers: `Ok(None)` for a record that was
     /// never retried (no retry headers at all), an error when some are missing or unreadable.
     pub fn from_headers(headers: &[Header]) -> Result<Option<Self>, RetryHeaderError> {
-        if !headers.iter().any(|h| h.key.starts_with("sluice.retry.")) {
+        if !headers.iter().any(|h| h.key.starts_with(RETRY_PREFIX)) {
             return Ok(None);
         }
         let text = |name: &'static str| -> Result<String, RetryHeaderError> {
@@ -124,6 +124,27 @@ impl RetryHeaders {
         }))
     }
 }
+
+/// The attempt that handling `record` is: 1 for a record never retried, 2 in its first
+/// retry, and so on. A record without readable retry headers counts as a first attempt.
+pub fn attempt(record: &Record) -> u32 {
+    match RetryHeaders::from_headers(&record.headers) {
+        Ok(Some(history)) => history.attempt,
+        _ => 1,
+    }
+}
+
+/// The record's own headers: all but the retry headers.
+pub fn without_retry_headers(headers: &[Header]) -> Vec<Header> {
+    headers
+        .iter()
+        .filter(|header| !header.key.starts_with(RETRY_PREFIX))
+        .cloned()
+        .collect()
+}
+
+/// What every retry header name starts with.
+const RETRY_PREFIX: &str = "sluice.retry.";
 
 #[cfg(test)]
 mod tests {
@@ -196,5 +217,26 @@ mod tests {
                 .to_string(),
             "retry header `sluice.retry.original-partition`: not a number"
         );
+    }
+
+    #[test]
+    fn attempt_and_own_headers_of_a_record() {
+        let trace = Header {
+            key: "trace".into(),
+            value: Some(b"abc".to_vec()),
+        };
+        let mut record = Record {
+            topic: "orders.billing.retry.1".into(),
+            partition: 0,
+            offset: 7,
+            key: None,
+            value: None,
+            headers: vec![trace.clone()],
+            timestamp_ms: None,
+        };
+        assert_eq!(attempt(&record), 1);
+        record.headers.extend(history().to_headers());
+        assert_eq!(attempt(&record), 2);
+        assert_eq!(without_retry_headers(&record.headers), vec![trace]);
     }
 }

@@ -1,21 +1,57 @@
-//! Retries through delayed retry topics and a dead-letter topic (Uber's reliable
-//! reprocessing pattern, as Super::Flux tasks use it): the building blocks.
+//! Retries through delayed retry topics and a dead-letter topic: Uber's reliable
+//! reprocessing pattern, as Super::Flux tasks use it.
 //!
-//! A task reads its input topic in stage 0. A record that fails there goes to retry topic 1
-//! with [`RetryHeaders`] saying where it came from and when it is due; stage `k` reads retry
-//! topic `k` and sends what fails again to retry topic `k + 1`, and what fails its last retry
-//! to the dead-letter topic. [`RetryPolicy`] says how many retries and how long each waits,
-//! [`RetryTopics`] names the topics, and [`Stages`] selects the stages a process runs.
+//! A [`RetryTask`] runs a pipeline declaration as stages. Stage 0 reads the input topics. A
+//! record that fails there is written to retry topic 1 with [`RetryHeaders`] saying where it
+//! came from, how often it failed, why, and when it is due; only once that write is
+//! delivered is the record acknowledged, so a crash in between delivers it again instead of
+//! losing it. Stage `k` reads retry topic `k`, holds each record until it is due, and writes
+//! what fails again to retry topic `k + 1`, or, after the last retry, to the dead-letter
+//! topic. The stage after the last retry watches the dead-letter topic and logs each dead
+//! letter. [`RetryPolicy`] says how many retries and how long each waits, [`RetryTopics`]
+//! names the topics, and [`Stages`] selects the stages a process runs.
 //!
-//! The stages themselves (consuming retry topics until records are due, producing failures
-//! onward) are not built yet; these pieces are what they will share.
+//! # Failure classes
+//!
+//! An error, a panic or a timeout is retried. An error wrapped in [`Permanent`] is not: the
+//! record goes straight to the dead-letter topic.
+//!
+//! # Timing
+//!
+//! A retry stage does not sleep holding records: it leaves a partition's records in the
+//! engine's buffer until the head record is due, so the partition's demand window stays
+//! full and fetching pauses, and a rebalance takes the partition away at once. Records of a
+//! retry topic all wait the same delay, so the head is always the first due. A stage with
+//! nothing due is idle.
+//!
+//! # Order
+//!
+//! The input stage is never slowed by retries, but a retried record is handled after
+//! records that came after it. For strict order, [`RetryTask::in_place`] retries within the
+//! handler call instead: the partition (or, in key order, the key) waits until the record
+//! succeeds or its retries are spent, then the record goes to the dead-letter topic.
+//!
+//! # Topics and groups
+//!
+//! For input topic `orders` and group `billing`: retry topics `orders.billing.retry.1` ...
+//! and dead-letter topic `orders.billing.dlq` (both can be renamed), created when missing
+//! with the input topic's partition count. Stage 0 uses group `billing`, stage `k` group
+//! `billing.retry.<k>`, the dead-letter stage `billing.dlq`.
 
 mod headers;
+mod in_place;
 mod policy;
+mod route;
+mod stage;
 mod stages;
+mod task;
 mod topics;
 
-pub use headers::{names as header_names, RetryHeaderError, RetryHeaders};
+pub use crate::pipeline::Permanent;
+pub use headers::{
+    attempt, names as header_names, without_retry_headers, RetryHeaderError, RetryHeaders,
+};
 pub use policy::RetryPolicy;
 pub use stages::{Stages, StagesError};
+pub use task::{RetryError, RetryTask, RunningTask, TaskStats, TaskSummary};
 pub use topics::RetryTopics;

@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
-/// A set of stages. Stage 0 reads the input topic; stage `k` reads retry topic `k`.
+/// A set of stages. Stage 0 reads the input topic; stage `k` reads retry topic `k`; the
+/// stage after the last retry watches the dead-letter topic (Super::Flux counts 6 stages
+/// for 5 retries, so `--stages 1-6` runs every stage but the input's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stages {
     /// Every stage of the task.
@@ -72,16 +74,17 @@ impl fmt::Display for Stages {
 }
 
 impl Stages {
-    /// The stages to run for a task with `retries` retries (stages `0..=retries`); a stage
-    /// the task does not have is an error.
+    /// The stages to run for a task with `retries` retries (stages `0..=retries + 1`); a
+    /// stage the task does not have is an error.
     pub fn resolve(&self, retries: usize) -> Result<BTreeSet<usize>, StagesError> {
         match self {
-            Self::All => Ok((0..=retries).collect()),
-            Self::Some(stages) => match stages.iter().find(|stage| **stage > retries) {
+            Self::All => Ok((0..=retries + 1).collect()),
+            Self::Some(stages) => match stages.iter().find(|stage| **stage > retries + 1) {
                 Some(stage) => Err(StagesError {
                     spec: self.to_string(),
                     problem: format!(
-                        "the task has stages 0 to {retries} ({retries} retries), not {stage}"
+                        "the task has stages 0 to {} ({retries} retries, then dead letters), not {stage}",
+                        retries + 1
                     ),
                 }),
                 None => Ok(stages.clone()),
@@ -102,7 +105,8 @@ mod tests {
     fn specs_as_flux_process_reads_them() {
         assert_eq!(stages("0"), BTreeSet::from([0]));
         assert_eq!(stages("1-5"), BTreeSet::from([1, 2, 3, 4, 5]));
-        assert_eq!(stages("all"), BTreeSet::from([0, 1, 2, 3, 4, 5]));
+        assert_eq!(stages("1-6"), BTreeSet::from([1, 2, 3, 4, 5, 6]));
+        assert_eq!(stages("all"), BTreeSet::from([0, 1, 2, 3, 4, 5, 6]));
         assert_eq!(stages("0, 2-3,5"), BTreeSet::from([0, 2, 3, 5]));
         assert_eq!("0,2-3".parse::<Stages>().unwrap().to_string(), "0,2,3");
     }
@@ -113,10 +117,10 @@ mod tests {
         assert_eq!(problem("one"), "`one` is not a stage number");
         assert_eq!(problem("5-1"), "the range `5-1` is backwards");
         assert_eq!(problem(""), "`` is not a stage number");
-        let beyond = "6".parse::<Stages>().unwrap().resolve(5).unwrap_err();
+        let beyond = "7".parse::<Stages>().unwrap().resolve(5).unwrap_err();
         assert_eq!(
             beyond.to_string(),
-            "stages `6`: the task has stages 0 to 5 (5 retries), not 6 \
+            "stages `7`: the task has stages 0 to 6 (5 retries, then dead letters), not 7 \
              (write `0`, `1-5`, `all` or a comma list such as `0,2-3`)"
         );
     }

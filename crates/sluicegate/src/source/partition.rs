@@ -1,11 +1,12 @@
 //! One assigned partition as the application sees it: a [`PartitionStream`] of records and an
 //! [`Acknowledger`] to finish them.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use futures_core::Stream;
 use tokio::sync::{mpsc, oneshot};
@@ -172,6 +173,8 @@ pub struct PartitionStream {
     batches: mpsc::Receiver<Vec<Record>>,
     /// The batch being handed out.
     current: std::vec::IntoIter<Record>,
+    /// Batches received while [`next_batch_due`](Self::next_batch_due) waited, after `current`.
+    queued: VecDeque<Vec<Record>>,
     acknowledger: Acknowledger,
 }
 
@@ -191,6 +194,7 @@ impl PartitionStream {
             shared,
             batches,
             current: Vec::new().into_iter(),
+            queued: VecDeque::new(),
             acknowledger,
         }
     }
@@ -217,12 +221,11 @@ impl PartitionStream {
     fn poll_next_batch(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<Option<Vec<Record>>> {
         loop {
             if self.current.len() == 0 {
-                match self.batches.poll_recv(cx) {
-                    Poll::Ready(Some(batch)) => self.current = batch.into_iter(),
-                    Poll::Ready(None) => return Poll::Ready(None),
+                match self.poll_refill(cx) {
+                    Poll::Ready(true) => continue,
+                    Poll::Ready(false) => return Poll::Ready(None),
                     Poll::Pending => return Poll::Pending,
                 }
-                continue;
             }
             let records: Vec<Record> = if self.current.len() <= max {
                 // Reuses the batch's allocation.
@@ -230,33 +233,148 @@ impl PartitionStream {
             } else {
                 self.current.by_ref().take(max).collect()
             };
-            let shared = &self.shared;
-            let mut state = shared.state();
-            if !state.open {
-                drop(state);
-                shared.note_discarded(records.len() + self.current.len());
-                self.current = Vec::new().into_iter();
-                continue;
-            }
-            let count = records.len();
-            let mut delivered = Vec::with_capacity(count);
-            for record in records {
-                match state.tracker.deliver(record.offset) {
-                    Ok(()) => delivered.push(record),
-                    // librdkafka delivers in offset order; a violation is a bug, not input.
-                    Err(error) => {
-                        tracing::error!(partition = %shared.partition, %error, "record skipped")
-                    }
-                }
-            }
-            drop(state);
-            shared.note_discarded(count - delivered.len());
-            shared
-                .delivered
-                .fetch_add(delivered.len() as u64, Ordering::Relaxed);
-            if !delivered.is_empty() {
+            if let Some(delivered) = self.deliver(records) {
                 return Poll::Ready(Some(delivered));
             }
+        }
+    }
+
+    /// Makes `current` the next batch: one queued by [`next_batch_due`](Self::next_batch_due),
+    /// or one from the poll thread. `Ready(false)` once the stream ended.
+    fn poll_refill(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        if let Some(batch) = self.queued.pop_front() {
+            self.current = batch.into_iter();
+            return Poll::Ready(true);
+        }
+        match self.batches.poll_recv(cx) {
+            Poll::Ready(Some(batch)) => {
+                self.current = batch.into_iter();
+                Poll::Ready(true)
+            }
+            Poll::Ready(None) => Poll::Ready(false),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Hands records taken from the buffer to the application: marks them delivered, or
+    /// discards them and everything buffered when delivery was stopped (revoke, shutdown).
+    /// `None` when nothing is left to hand out.
+    fn deliver(&mut self, records: Vec<Record>) -> Option<Vec<Record>> {
+        let shared = &self.shared;
+        let mut state = shared.state();
+        if !state.open {
+            drop(state);
+            let queued: usize = self.queued.drain(..).map(|batch| batch.len()).sum();
+            shared.note_discarded(records.len() + self.current.len() + queued);
+            self.current = Vec::new().into_iter();
+            return None;
+        }
+        let count = records.len();
+        let mut delivered = Vec::with_capacity(count);
+        for record in records {
+            match state.tracker.deliver(record.offset) {
+                Ok(()) => delivered.push(record),
+                // librdkafka delivers in offset order; a violation is a bug, not input.
+                Err(error) => {
+                    tracing::error!(partition = %shared.partition, %error, "record skipped")
+                }
+            }
+        }
+        drop(state);
+        shared.note_discarded(count - delivered.len());
+        shared
+            .delivered
+            .fetch_add(delivered.len() as u64, Ordering::Relaxed);
+        (!delivered.is_empty()).then_some(delivered)
+    }
+
+    /// Like [`next_batch`](Self::next_batch), but hands a record out only once it is due:
+    /// `due_at(record)` says when (`None`: at once). Returns the due records at the head of
+    /// the buffer, at most `max` and at least one. While the head is not due it waits
+    /// without taking anything: the records stay buffered, so they hold the demand window
+    /// full (fetching pauses) and a revoke releases the partition at once. Records must
+    /// come due in offset order, as in a topic where every record waits the same delay.
+    /// `None` once the stream ended. Cancel safe.
+    pub async fn next_batch_due(
+        &mut self,
+        max: usize,
+        due_at: impl Fn(&Record) -> Option<SystemTime>,
+    ) -> Option<Vec<Record>> {
+        let max = max.max(1);
+        loop {
+            if !std::future::poll_fn(|cx| self.poll_head(cx)).await {
+                return None;
+            }
+            let head_wait = self
+                .current
+                .as_slice()
+                .first()
+                .and_then(&due_at)
+                .and_then(|due| due.duration_since(SystemTime::now()).ok())
+                .filter(|wait| !wait.is_zero());
+            if let Some(wait) = head_wait {
+                // Wake early when more records arrive or the stream ends (revoke).
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = std::future::poll_fn(|cx| self.poll_queue_more(cx)) => {}
+                }
+                continue;
+            }
+            let now = SystemTime::now();
+            let is_due = |record: &Record| due_at(record).is_none_or(|due| due <= now);
+            let mut records = Vec::new();
+            while records.len() < max {
+                if self.current.len() == 0 {
+                    match self.queued.front() {
+                        Some(batch) if batch.first().is_some_and(is_due) => {
+                            self.current = self.queued.pop_front().unwrap_or_default().into_iter();
+                        }
+                        _ => break,
+                    }
+                }
+                match self.current.as_slice().first() {
+                    Some(record) if is_due(record) => records.extend(self.current.next()),
+                    _ => break,
+                }
+            }
+            if let Some(delivered) = self.deliver(records) {
+                return Some(delivered);
+            }
+        }
+    }
+
+    /// Waits until a record is at the head of `current`; `Ready(false)` once the stream
+    /// ended. Discards what is buffered when delivery was stopped.
+    fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        loop {
+            if self.current.len() == 0 {
+                match self.poll_refill(cx) {
+                    Poll::Ready(true) => continue,
+                    Poll::Ready(false) => return Poll::Ready(false),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            if self.shared.state().open {
+                return Poll::Ready(true);
+            }
+            // Delivery stopped: drop the buffer and read on until the stream ends.
+            let _ = self.deliver(Vec::new());
+        }
+    }
+
+    /// Queues the next batch from the poll thread behind `current`; ready when one came or
+    /// the stream ended.
+    fn poll_queue_more(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self.batches.poll_recv(cx) {
+            Poll::Ready(Some(batch)) => {
+                self.queued.push_back(batch);
+                Poll::Ready(())
+            }
+            Poll::Ready(None) => {
+                // Ended: nothing to queue; the caller's next look at the head finds out.
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -268,12 +386,9 @@ impl Stream for PartitionStream {
         let this = &mut *self;
         loop {
             let Some(record) = this.current.next() else {
-                match this.batches.poll_recv(cx) {
-                    Poll::Ready(Some(batch)) => {
-                        this.current = batch.into_iter();
-                        continue;
-                    }
-                    Poll::Ready(None) => return Poll::Ready(None),
+                match this.poll_refill(cx) {
+                    Poll::Ready(true) => continue,
+                    Poll::Ready(false) => return Poll::Ready(None),
                     Poll::Pending => return Poll::Pending,
                 }
             };
@@ -281,7 +396,8 @@ impl Stream for PartitionStream {
             let mut state = shared.state();
             if !state.open {
                 drop(state);
-                shared.note_discarded(1 + this.current.len());
+                let queued: usize = this.queued.drain(..).map(|batch| batch.len()).sum();
+                shared.note_discarded(1 + this.current.len() + queued);
                 this.current = Vec::new().into_iter();
                 continue;
             }

@@ -138,3 +138,103 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Every record of `topic`, all partitions from the beginning to the end they have now, in
+/// partition then offset order. Reads without a consumer group.
+pub async fn read_topic(broker: &TestBroker, topic: &str) -> Vec<Record> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::TopicPartitionList;
+
+    let bootstrap = broker.bootstrap_servers();
+    let topic = topic.to_owned();
+    let read = move || -> Vec<Record> {
+        let consumer: BaseConsumer = testing::consumer_config(&bootstrap, "read-topic")
+            .create()
+            .expect("a reading consumer");
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .expect("topic metadata");
+        let partitions = metadata.topics()[0].partitions().len() as i32;
+        let mut assignment = TopicPartitionList::new();
+        let mut ends = BTreeMap::new();
+        for partition in 0..partitions {
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, partition, Duration::from_secs(10))
+                .expect("watermarks");
+            if high > low {
+                ends.insert(partition, high);
+                assignment
+                    .add_partition_offset(&topic, partition, rdkafka::Offset::Offset(low))
+                    .expect("assignment");
+            }
+        }
+        consumer.assign(&assignment).expect("assign");
+        let mut records = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut reached: BTreeMap<i32, i64> = BTreeMap::new();
+        while ends
+            .iter()
+            .any(|(p, end)| reached.get(p).copied().unwrap_or(-1) + 1 < *end)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "reading {topic} timed out"
+            );
+            let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            let message = message.expect("a record");
+            reached.insert(message.partition(), message.offset());
+            let headers = message
+                .headers()
+                .map(|headers| {
+                    headers
+                        .iter()
+                        .map(|header| sluicegate::Header {
+                            key: header.key.to_string(),
+                            value: header.value.map(<[u8]>::to_vec),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            records.push(Record {
+                topic: topic.as_str().into(),
+                partition: message.partition(),
+                offset: message.offset(),
+                key: message.key().map(<[u8]>::to_vec),
+                value: message.payload().map(<[u8]>::to_vec),
+                headers,
+                timestamp_ms: message.timestamp().to_millis(),
+            });
+        }
+        records.sort_by_key(|record| (record.partition, record.offset));
+        records
+    };
+    tokio::task::spawn_blocking(read)
+        .await
+        .expect("reading a topic")
+}
+
+/// How many partitions `topic` has, or `None` when the cluster does not list it.
+pub async fn partition_count(broker: &TestBroker, topic: &str) -> Option<usize> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    let bootstrap = broker.bootstrap_servers();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = testing::consumer_config(&bootstrap, "partition-count")
+            .create()
+            .expect("a metadata consumer");
+        let metadata = consumer
+            .fetch_metadata(None, Duration::from_secs(10))
+            .expect("cluster metadata");
+        metadata
+            .topics()
+            .iter()
+            .find(|known| known.name() == topic && known.error().is_none())
+            .map(|known| known.partitions().len())
+    })
+    .await
+    .expect("asking for metadata")
+}

@@ -1,0 +1,145 @@
+//! Topic administration for the retry stages: how many partitions an input topic has, and
+//! creating the retry and dead-letter topics that are missing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::metadata::Metadata;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientConfig;
+
+use crate::options::ConsumerOptions;
+
+/// Why the topics a task needs are not there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum TopicSetupError {
+    /// The cluster did not answer, or the admin client could not be made.
+    #[error("{0}")]
+    Cluster(String),
+    /// A topic is missing and could not be created.
+    #[error("topic `{topic}` is missing: {reason}")]
+    Missing { topic: String, reason: String },
+}
+
+/// How long one metadata request or topic creation may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Makes sure each input topic exists and each of its derived topics exists too, creating
+/// missing ones with the input topic's partition count and the broker's default
+/// replication. Returns the topics it created.
+pub(crate) async fn ensure_topics(
+    options: &ConsumerOptions,
+    wanted: &[(String, Vec<String>)],
+) -> Result<Vec<String>, TopicSetupError> {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &options.bootstrap_servers);
+    for (key, value) in &options.librdkafka {
+        config.set(key, value);
+    }
+    let admin: Arc<AdminClient<DefaultClientContext>> = Arc::new(
+        config
+            .create()
+            .map_err(|error| TopicSetupError::Cluster(format!("admin client: {error}")))?,
+    );
+    let metadata = fetch_metadata(&admin).await?;
+    let mut missing = Vec::new();
+    for (input, derived) in wanted {
+        let partitions =
+            partition_count(&metadata, input).ok_or_else(|| TopicSetupError::Missing {
+                topic: input.clone(),
+                reason: format!(
+                    "the input topic does not exist on {}",
+                    options.bootstrap_servers
+                ),
+            })?;
+        for topic in derived {
+            if partition_count(&metadata, topic).is_none() {
+                missing.push(NewTopic::new(
+                    topic,
+                    partitions as i32,
+                    TopicReplication::Fixed(-1),
+                ));
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let cannot_create = |topic: &str, reason: String| TopicSetupError::Missing {
+        topic: topic.to_string(),
+        reason: format!("could not create it: {reason}"),
+    };
+    let results = admin
+        .create_topics(
+            &missing,
+            &AdminOptions::new()
+                .operation_timeout(Some(REQUEST_TIMEOUT))
+                .request_timeout(Some(REQUEST_TIMEOUT)),
+        )
+        .await
+        .map_err(|error| cannot_create(missing[0].name, error.to_string()))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(cannot_create(&topic, code.to_string())),
+        }
+    }
+    let created: Vec<String> = missing.iter().map(|topic| topic.name.to_string()).collect();
+    wait_until_visible(&admin, &created).await?;
+    tracing::info!(topics = ?created, "created retry and dead-letter topics");
+    Ok(created)
+}
+
+async fn fetch_metadata(
+    admin: &Arc<AdminClient<DefaultClientContext>>,
+) -> Result<Metadata, TopicSetupError> {
+    let admin = admin.clone();
+    tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, REQUEST_TIMEOUT))
+        .await
+        .map_err(|error| TopicSetupError::Cluster(error.to_string()))?
+        .map_err(|error| TopicSetupError::Cluster(format!("cluster metadata: {error}")))
+}
+
+fn partition_count(metadata: &Metadata, topic: &str) -> Option<usize> {
+    metadata
+        .topics()
+        .iter()
+        .find(|known| known.name() == topic && known.error().is_none())
+        .map(|known| known.partitions().len())
+        .filter(|count| *count > 0)
+}
+
+/// New topics take a moment to appear, with a leader for each partition, in every broker's
+/// metadata; consumers subscribing before that would find them missing.
+async fn wait_until_visible(
+    admin: &Arc<AdminClient<DefaultClientContext>>,
+    topics: &[String],
+) -> Result<(), TopicSetupError> {
+    let started = Instant::now();
+    loop {
+        let metadata = fetch_metadata(admin).await?;
+        let led = |topic: &&String| {
+            metadata.topics().iter().any(|known| {
+                known.name() == topic.as_str()
+                    && known.error().is_none()
+                    && !known.partitions().is_empty()
+                    && known
+                        .partitions()
+                        .iter()
+                        .all(|partition| partition.leader() >= 0)
+            })
+        };
+        let Some(absent) = topics.iter().find(|topic| !led(topic)) else {
+            return Ok(());
+        };
+        if started.elapsed() > REQUEST_TIMEOUT {
+            return Err(TopicSetupError::Missing {
+                topic: absent.clone(),
+                reason: "created, but the cluster does not list it".to_string(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

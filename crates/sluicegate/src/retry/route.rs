@@ -1,0 +1,226 @@
+//! Where a failed record goes next, and writing it there: the next retry topic, or the
+//! dead-letter topic, with its history in [`RetryHeaders`]. A stage's failure path; its
+//! records are acknowledged only after this returns, that is after every write was delivered.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::headers::{without_retry_headers, RetryHeaders};
+use super::in_place::InPlaceLog;
+use super::policy::RetryPolicy;
+use super::topics::RetryTopics;
+use crate::pipeline::{Failed, FailureKind, FailureReason};
+use crate::producer::{ProduceRecord, Producer};
+use crate::record::{Header, Record};
+
+/// The next stop of a record that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Destination {
+    /// Retry topic `retry` (1-based), due after `delay`.
+    Retry { retry: usize, delay: Duration },
+    /// The dead-letter topic.
+    DeadLetter,
+}
+
+/// Where a record that failed in `stage` goes: the next retry while the policy has one and
+/// the failure is retriable; the dead-letter topic otherwise, and always when retries run
+/// in place (they were all spent before the record failed).
+pub(crate) fn destination(
+    stage: usize,
+    policy: &RetryPolicy,
+    kind: FailureKind,
+    in_place: bool,
+) -> Destination {
+    if in_place || !kind.is_retriable() {
+        return Destination::DeadLetter;
+    }
+    match policy.delay_before(stage + 1) {
+        Some(delay) => Destination::Retry {
+            retry: stage + 1,
+            delay,
+        },
+        None => Destination::DeadLetter,
+    }
+}
+
+/// Counts of records written onward.
+#[derive(Debug, Default)]
+pub(crate) struct RouteCounters {
+    pub retried: AtomicU64,
+    pub dead_lettered: AtomicU64,
+}
+
+/// The failure path of every stage of a task.
+pub(crate) struct Router {
+    pub producer: Producer,
+    pub policy: RetryPolicy,
+    /// The task's topics by every topic a stage consumes (input and retry topics).
+    pub topics_by_consumed: HashMap<String, RetryTopics>,
+    /// Set when retries run in place: what the in-place retries of each record did.
+    pub in_place: Option<Arc<InPlaceLog>>,
+    pub counters: Arc<RouteCounters>,
+}
+
+/// The longest wait between two attempts to write a failed record onward.
+const MAX_WRITE_BACKOFF: Duration = Duration::from_secs(30);
+
+impl Router {
+    /// Writes every failed record of `stage` to its next topic and returns once all were
+    /// delivered. A write that fails is tried again (with backoff) until it is delivered:
+    /// the record is acknowledged only then, so a crash in between delivers it again.
+    pub async fn route(&self, stage: usize, failed: Vec<Failed<Record>>) {
+        futures_util::future::join_all(failed.iter().map(|failed| self.forward(stage, failed)))
+            .await;
+    }
+
+    async fn forward(&self, stage: usize, failed: &Failed<Record>) {
+        let record = failed.message.data();
+        let now = now_ms();
+        let previous = RetryHeaders::from_headers(&record.headers).unwrap_or_else(|error| {
+            tracing::warn!(topic = %record.topic, offset = record.offset, %error, "unreadable retry history; starting it afresh");
+            None
+        });
+        let spent_in_place = self.in_place.as_ref().and_then(|log| log.take(record));
+        let (handled, first_failure_ms, reason) = match spent_in_place {
+            Some(spent) => (spent.attempts, spent.first_failure_ms, spent.reason),
+            None => (
+                stage as u32 + 1,
+                previous.as_ref().map_or(now, |p| p.first_failure_ms),
+                failed.reason.clone(),
+            ),
+        };
+        let destination = destination(stage, &self.policy, reason.kind, self.in_place.is_some());
+        // Every consumed topic is in the map: the stages subscribe to exactly these.
+        let topics = &self.topics_by_consumed[&*record.topic];
+        let (topic, due_ms) = match destination {
+            Destination::Retry { retry, delay } => {
+                let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+                (topics.retry(retry), now.saturating_add(delay_ms))
+            }
+            Destination::DeadLetter => (topics.dead_letter(), now),
+        };
+        let history = match previous {
+            Some(previous) => RetryHeaders {
+                attempt: handled + 1,
+                first_failure_ms,
+                last_failure_ms: now,
+                error: reason.to_string(),
+                due_ms,
+                ..previous
+            },
+            None => RetryHeaders {
+                original_topic: record.topic.to_string(),
+                original_partition: record.partition,
+                original_offset: record.offset,
+                attempt: handled + 1,
+                first_failure_ms,
+                last_failure_ms: now,
+                error: reason.to_string(),
+                due_ms,
+            },
+        };
+        let mut headers = without_retry_headers(&record.headers);
+        headers.extend(history.to_headers());
+        self.write_until_delivered(&topic, record, &headers).await;
+        match destination {
+            Destination::Retry { retry, .. } => {
+                self.counters.retried.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(topic = %record.topic, partition = record.partition, offset = record.offset, retry, reason = %reason, "record sent to retry");
+            }
+            Destination::DeadLetter => {
+                self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, dead_letter_topic = %topic, handled, reason = %reason, "record dead-lettered");
+            }
+        }
+    }
+
+    async fn write_until_delivered(&self, topic: &str, record: &Record, headers: &[Header]) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let mut outgoing = match &record.value {
+                Some(value) => ProduceRecord::new(value),
+                None => ProduceRecord::tombstone(),
+            };
+            if let Some(key) = &record.key {
+                outgoing = outgoing.key(key);
+            }
+            for header in headers {
+                outgoing = outgoing.header(&header.key, header.value.as_deref());
+            }
+            match self.producer.produce(topic, outgoing).await {
+                Ok(_) => return,
+                Err(error) => {
+                    tracing::error!(%topic, source_topic = %record.topic, offset = record.offset, %error, ?backoff, "could not write a failed record onward; trying again");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_WRITE_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+/// What in-place retries of one record did before it failed for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SpentRetries {
+    /// How many times the record was handled.
+    pub attempts: u32,
+    pub first_failure_ms: i64,
+    /// Why the last attempt failed.
+    pub reason: FailureReason,
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy::delays([Duration::from_secs(1), Duration::from_secs(10)]).unwrap()
+    }
+
+    #[test]
+    fn failures_move_one_retry_on_until_the_dead_letter_topic() {
+        let retry = |retry, secs| Destination::Retry {
+            retry,
+            delay: Duration::from_secs(secs),
+        };
+        assert_eq!(
+            destination(0, &policy(), FailureKind::Error, false),
+            retry(1, 1)
+        );
+        assert_eq!(
+            destination(1, &policy(), FailureKind::Panic, false),
+            retry(2, 10)
+        );
+        assert_eq!(
+            destination(2, &policy(), FailureKind::Timeout, false),
+            Destination::DeadLetter
+        );
+        assert_eq!(
+            destination(0, &RetryPolicy::none(), FailureKind::Error, false),
+            Destination::DeadLetter
+        );
+    }
+
+    #[test]
+    fn permanent_failures_and_spent_in_place_retries_are_dead_letters() {
+        assert_eq!(
+            destination(0, &policy(), FailureKind::Permanent, false),
+            Destination::DeadLetter
+        );
+        assert_eq!(
+            destination(0, &policy(), FailureKind::Error, true),
+            Destination::DeadLetter
+        );
+    }
+}
