@@ -8,7 +8,9 @@
 //! application one [`PartitionStream`] per assigned partition, with an [`Acknowledger`] to
 //! finish records. A [`pipeline`] runs handlers over engines the Broadway way: processors
 //! with an ordering mode, batchers and a failure handler. The [`producer`] module is the
-//! buffered producer, with backpressure when its buffer is full. [`OffsetTracker`] is the pure logic behind commits. [`EmbeddedBroker`] is an
+//! buffered producer, with backpressure when its buffer is full. A [`retry`] task runs a
+//! pipeline as stages over delayed retry topics and a dead-letter topic. [`OffsetTracker`] is
+//! the pure logic behind commits. [`EmbeddedBroker`] is an
 //! in-process Kafka-compatible mock cluster for demos, tests and local development.
 //!
 //! ```no_run
