@@ -8,11 +8,15 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
+mod config;
 mod console;
 mod demo;
 mod dev_broker;
+mod dlq;
+mod exec;
 mod exit;
 mod payload;
+mod process;
 mod produce;
 mod progress;
 mod rss;
@@ -57,6 +61,12 @@ enum Command {
     Produce(console::produce::ProduceArgs),
     /// Print a topic's records: values one per line, or JSON objects.
     Consume(console::consume::ConsumeArgs),
+    /// Run a task of a configuration file: its handler on every record, with retry topics
+    /// and a dead-letter topic, until SIGINT or SIGTERM.
+    Process(process::ProcessArgs),
+    /// Look at a task's dead letters and send them back.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
     /// Benchmarks that print figures measured against a baseline in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -70,6 +80,8 @@ fn main() -> ExitCode {
         Command::DevBroker(args) => dev_broker::run(args),
         Command::Produce(args) => console::produce::run(args),
         Command::Consume(args) => console::consume::run(args),
+        Command::Process(args) => process::run(args),
+        Command::Dlq(command) => dlq::run(command),
         Command::Bench(command) => bench::run(command),
     };
     exit::code(outcome)

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use common::{committed_offsets, eventually, partition_count, read_topic};
 use sluicegate::pipeline::{Permanent, Pipeline, ProcessingOrder};
-use sluicegate::retry::{self, RetryError, RetryHeaders, RetryPolicy, RetryTask, Stages};
+use sluicegate::retry::{
+    self, RetryError, RetryHeaders, RetryMode, RetryPolicy, RetryTask, Stages,
+};
 use sluicegate::testing::{self, init_tracing, TestBroker, TestRecord};
 use sluicegate::{ConsumerOptions, Offset, Record};
 
@@ -314,7 +316,7 @@ async fn in_place_retries_keep_partition_order(broker: TestBroker) {
         policy,
         journaling_pipeline(&journal).order(ProcessingOrder::Partition),
     )
-    .in_place(true);
+    .mode(RetryMode::InPlace);
     let dead_letters = task.topics()[0].dead_letter();
     let retry1 = task.topics()[0].retry(1);
     precreate_on_embedded(&broker, std::slice::from_ref(&dead_letters), 2).await;
@@ -500,7 +502,7 @@ async fn declarations_a_task_cannot_run_are_refused_by_name() {
     );
     assert_eq!(
         refused(
-            RetryTask::new(options.clone(), policy(), pipeline()).in_place(true),
+            RetryTask::new(options.clone(), policy(), pipeline()).mode(RetryMode::InPlace),
             "0-1"
         ),
         "stages `0,1`: retries run in place in stage 0, so stage 1 does not exist \
@@ -522,7 +524,7 @@ async fn declarations_a_task_cannot_run_are_refused_by_name() {
         ),
         "invalid option `retry_topic.2`: `orders` is the input topic"
     );
-    let in_place = RetryTask::new(options, policy(), pipeline()).in_place(true);
+    let in_place = RetryTask::new(options, policy(), pipeline()).mode(RetryMode::InPlace);
     assert_eq!(
         in_place.validate(&Stages::All).unwrap(),
         BTreeSet::from([0, 3]),

@@ -411,7 +411,9 @@ fn write_json(
 /// rdkafka's `Headers::get` panics on a header name that is not UTF-8 (it unwraps the
 /// conversion), and nothing stops a producer from writing one, so this reads the headers
 /// through librdkafka directly.
-fn raw_headers<'m>(message: &'m BorrowedMessage<'_>) -> Vec<(&'m [u8], Option<&'m [u8]>)> {
+pub(crate) fn raw_headers<'m>(
+    message: &'m BorrowedMessage<'_>,
+) -> Vec<(&'m [u8], Option<&'m [u8]>)> {
     use rdkafka::bindings as rd;
     let mut headers: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
     // SAFETY: `message.ptr()` is the live rd_kafka_message_t that `message` owns. On success

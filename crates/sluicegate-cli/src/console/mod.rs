@@ -15,7 +15,7 @@
 //! [`lines`].
 
 pub mod consume;
-mod json;
+pub(crate) mod json;
 pub mod lines;
 pub mod produce;
 mod start;

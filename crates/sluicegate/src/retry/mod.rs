@@ -27,7 +27,7 @@
 //! # Order
 //!
 //! The input stage is never slowed by retries, but a retried record is handled after
-//! records that came after it. For strict order, [`RetryTask::in_place`] retries within the
+//! records that came after it. For strict order, [`RetryMode::InPlace`] retries within the
 //! handler call instead: the partition (or, in key order, the key) waits until the record
 //! succeeds or its retries are spent, then the record goes to the dead-letter topic.
 //!
@@ -53,5 +53,5 @@ pub use headers::{
 };
 pub use policy::RetryPolicy;
 pub use stages::{Stages, StagesError};
-pub use task::{RetryError, RetryTask, RunningTask, TaskStats, TaskSummary};
+pub use task::{RetryError, RetryMode, RetryTask, RunningTask, TaskStats, TaskSummary};
 pub use topics::RetryTopics;

@@ -61,6 +61,19 @@ impl From<TopicSetupError> for RetryError {
     }
 }
 
+/// How a task retries a failed record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RetryMode {
+    /// Through the delayed retry topics, one stage per retry: the input stage never waits,
+    /// and a retried record is handled after records that came after it.
+    #[default]
+    Topics,
+    /// Within the handler call, after each delay: the partition (or, in key order, the key)
+    /// waits until the record succeeds or its retries are spent, keeping strict order. Only
+    /// stage 0 and the dead-letter stage exist.
+    InPlace,
+}
+
 /// Declares a task: input topics, group, a pipeline, and how failed records are retried.
 ///
 /// ```no_run
@@ -93,7 +106,7 @@ pub struct RetryTask<S> {
     policy: RetryPolicy,
     pipeline: PipelineBuilder<S, Record>,
     topics: Vec<RetryTopics>,
-    in_place: bool,
+    mode: RetryMode,
     /// A name override for a topic that is not an input topic, reported by `validate`.
     misplaced_override: Option<OptionsError>,
 }
@@ -118,7 +131,7 @@ impl<S: Send + Sync + 'static> RetryTask<S> {
             policy,
             pipeline,
             topics,
-            in_place: false,
+            mode: RetryMode::default(),
             misplaced_override: None,
         }
     }
@@ -164,12 +177,14 @@ impl<S: Send + Sync + 'static> RetryTask<S> {
         }
     }
 
-    /// Retries in place instead of through retry topics: a failed handler call is tried
-    /// again after each delay within the same call, so the partition (or key) waits and
-    /// keeps its order. Only stage 0 and the dead-letter stage exist.
-    pub fn in_place(mut self, in_place: bool) -> Self {
-        self.in_place = in_place;
+    /// How failed records are retried (default [`RetryMode::Topics`]).
+    pub fn mode(mut self, mode: RetryMode) -> Self {
+        self.mode = mode;
         self
+    }
+
+    fn in_place(&self) -> bool {
+        self.mode == RetryMode::InPlace
     }
 
     /// The task's topic names, one [`RetryTopics`] per input topic.
@@ -207,7 +222,7 @@ impl<S: Send + Sync + 'static> RetryTask<S> {
             producer.validate()?;
         }
         let selected = stages.resolve(retries)?;
-        if self.in_place {
+        if self.in_place() {
             let named_retry_stage = match stages {
                 Stages::All => None,
                 Stages::Some(_) => selected.iter().find(|stage| (1..=retries).contains(*stage)),
@@ -240,7 +255,7 @@ impl<S: Send + Sync + 'static> RetryTask<S> {
             .iter()
             .map(|topics| {
                 let retry_topics = (1..=retries)
-                    .filter(|_| !self.in_place)
+                    .filter(|_| !self.in_place())
                     .map(|retry| topics.retry(retry));
                 let derived = retry_topics.chain([topics.dead_letter()]).collect();
                 (topics.input().to_string(), derived)
@@ -254,7 +269,7 @@ impl<S: Send + Sync + 'static> RetryTask<S> {
                 .bootstrap_servers_or(&self.consumer.bootstrap_servers),
         );
         producer.start()?;
-        let in_place_log = self.in_place.then(|| Arc::new(InPlaceLog::default()));
+        let in_place_log = self.in_place().then(|| Arc::new(InPlaceLog::default()));
         let counters = Arc::new(RouteCounters::default());
         let router = Arc::new(Router {
             producer: producer.clone(),

@@ -1,0 +1,147 @@
+//! `sluice process --config FILE [--stages SPEC] TASK`: runs a task of the configuration
+//! file, with its retry stages and dead-letter topic, until SIGINT or SIGTERM.
+//!
+//! Stage 0 reads the input topics; stage `k` reads retry topic `k`. Each stage is a consumer
+//! group of its own, so processes started with different `--stages` share a task's work, and
+//! processes with the same stages share a stage's partitions.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use clap::Args;
+use sluicegate::pipeline::{Message, Pipeline, PipelineSummary};
+use sluicegate::retry::{RetryError, RetryMode, RetryTask, Stages, TaskSummary};
+use tokio::sync::Notify;
+
+use crate::config::{ConfigFile, TaskPlan};
+use crate::console::stop_on_signal;
+use crate::exec::ExecHandler;
+use crate::exit::usage;
+use crate::out;
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Stages: 0 reads the input topics, k reads retry topic k (<topic>.<group>.retry.<k>); a record that \
+fails its last retry, or whose handler exits 65, goes to the dead-letter topic (<topic>.<group>.dlq). \
+Start one process with --stages 0 and another with --stages 1-3 to run them apart.
+
+Stops on SIGINT or SIGTERM: records in flight finish, offsets are committed, and a summary is \
+printed. A second signal ends the process at once.
+
+Examples:
+  sluice process --config tasks.toml billing
+  sluice process --config tasks.toml --stages 1-3 billing")]
+pub struct ProcessArgs {
+    /// The configuration file (TOML).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: PathBuf,
+    /// The stages to run: 0, 1-5, all, or a comma list such as 0,2-3.
+    #[arg(long, value_name = "SPEC", default_value = "all")]
+    stages: Stages,
+    /// The task: a [tasks.NAME] table of the file.
+    task: String,
+}
+
+pub fn run(args: ProcessArgs) -> anyhow::Result<()> {
+    let file = ConfigFile::load(&args.config)?;
+    let in_file = |problem: String| usage(format!("{}: {problem}", args.config.display()));
+    let plan = file
+        .plan(&args.task)
+        .map_err(|error| in_file(error.to_string()))?;
+    let handler = ExecHandler::new(&plan.command)
+        .map_err(|problem| in_file(format!("tasks.{}.handler.command[0]: {problem}", plan.name)))?;
+    let task = retry_task(&plan, handler);
+    let stages = task.validate(&args.stages).map_err(|error| match error {
+        RetryError::Stages(problem) => usage(format!("--stages: {problem}")),
+        other => in_file(format!("tasks.{}: {other}", plan.name)),
+    })?;
+
+    let runtime = crate::runtime()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let wake = Arc::new(Notify::new());
+    stop_on_signal(&runtime, stop.clone(), Some(wake.clone()))?;
+    let running = runtime
+        .block_on(task.start(&args.stages))
+        .map_err(|error| match error {
+            RetryError::Options(problem) => in_file(format!("tasks.{}: {problem}", plan.name)),
+            other => anyhow!(other).context(format!("could not start task `{}`", plan.name)),
+        })?;
+    let listed: Vec<String> = stages.iter().map(usize::to_string).collect();
+    eprintln!(
+        "sluice process: task `{}` running stage{} {} (group `{}`); SIGINT or SIGTERM stops it",
+        plan.name,
+        if stages.len() == 1 { "" } else { "s" },
+        listed.join(","),
+        plan.group
+    );
+    runtime.block_on(async {
+        while !stop.load(Ordering::SeqCst) {
+            wake.notified().await;
+        }
+    });
+    let summary = runtime.block_on(running.shutdown());
+    out!("{}", summary_line(&plan, &summary))?;
+    Ok(())
+}
+
+/// The library task for `plan`: its pipeline runs `handler` on every record.
+fn retry_task(plan: &TaskPlan, handler: ExecHandler) -> RetryTask<ExecHandler> {
+    let mut pipeline = Pipeline::builder(handler).order(plan.order).handle_message(
+        |handler: Arc<ExecHandler>, message: Message| async move {
+            handler.handle(message.data()).await?;
+            Ok(message)
+        },
+    );
+    if let Some(concurrency) = plan.concurrency {
+        pipeline = pipeline.concurrency(concurrency);
+    }
+    if let Some(timeout) = plan.handler_timeout {
+        pipeline = pipeline.handler_timeout(timeout);
+    }
+    let mut task = RetryTask::new(plan.consumer.clone(), plan.policy.clone(), pipeline)
+        .producer_options(plan.producer.clone())
+        .mode(if plan.in_place {
+            RetryMode::InPlace
+        } else {
+            RetryMode::Topics
+        });
+    // The names `sluice dlq` reads are the names the task writes: name every topic.
+    for topics in &plan.topics {
+        if !plan.in_place {
+            for retry in 1..=plan.retries() {
+                task = task.retry_topic_named(topics.input(), retry, topics.retry(retry));
+            }
+        }
+        task = task.dead_letter_named(topics.input(), topics.dead_letter());
+    }
+    task
+}
+
+/// `sluice process billing: stage 0 processed 10 (3 failed), stage 1 processed 3 (0 failed),
+/// stage 2 (dead letters) saw 0; retried 3, dead-lettered 0`
+fn summary_line(plan: &TaskPlan, summary: &TaskSummary) -> String {
+    let dead_letter_stage = plan.retries() + 1;
+    let stages: Vec<String> = summary
+        .stages
+        .iter()
+        .map(|(stage, PipelineSummary { stats, .. })| {
+            if *stage == dead_letter_stage {
+                format!("stage {stage} (dead letters) saw {}", stats.processed)
+            } else {
+                format!(
+                    "stage {stage} processed {} ({} failed)",
+                    stats.processed, stats.failed
+                )
+            }
+        })
+        .collect();
+    format!(
+        "sluice process {}: {}; retried {}, dead-lettered {}",
+        plan.name,
+        stages.join(", "),
+        summary.retried,
+        summary.dead_lettered
+    )
+}
