@@ -37,6 +37,7 @@
 mod admin;
 mod commit;
 pub mod embedded;
+pub mod metrics;
 mod offsets;
 mod options;
 pub mod pipeline;
