@@ -28,6 +28,7 @@ use tokio::sync::oneshot;
 
 use crate::options::CommitStrategy;
 use crate::record::{Offset, TopicPartition};
+use crate::source::member::PartitionRegistry;
 use crate::source::partition::PartitionShared;
 
 /// Whether a triggered commit waits for the broker's answer.
@@ -88,18 +89,31 @@ impl Committer {
     }
 }
 
-/// Commit counters shared by every member of an engine.
-#[derive(Debug, Default)]
+/// Commit counters shared by every member of an engine, and their instruments.
+#[derive(Debug)]
 pub(crate) struct CommitCounters {
     pub commits: AtomicU64,
     pub errors: AtomicU64,
+    duration: metrics::Histogram,
+    failures: metrics::Counter,
+}
+
+impl CommitCounters {
+    pub fn new(group: &str) -> Self {
+        Self {
+            commits: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            duration: metrics::histogram!(crate::metrics::COMMIT_DURATION, "group" => group.to_string()),
+            failures: metrics::counter!(crate::metrics::COMMIT_ERRORS, "group" => group.to_string()),
+        }
+    }
 }
 
 /// What the commit thread needs from its member.
 pub(crate) struct CommitContext<C: ConsumerContext + 'static> {
     pub consumer: Arc<BaseConsumer<C>>,
     /// The member's assigned partitions.
-    pub registry: Arc<Mutex<BTreeMap<TopicPartition, Arc<PartitionShared>>>>,
+    pub registry: PartitionRegistry,
     /// Held while commits are built and sent, and while partitions are released, so that no
     /// commit for a released partition is sent after its final commit.
     pub commit_lock: Arc<Mutex<()>>,
@@ -256,17 +270,22 @@ pub(crate) fn commit_sync<C: ConsumerContext + 'static>(
     let list = to_list(targets)?;
     let mut attempt = 1;
     loop {
-        match consumer.commit(&list, rdkafka::consumer::CommitMode::Sync) {
+        let started = std::time::Instant::now();
+        let outcome = consumer.commit(&list, rdkafka::consumer::CommitMode::Sync);
+        counters.duration.record(started.elapsed().as_secs_f64());
+        match outcome {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {
                 counters.commits.fetch_add(1, Ordering::Relaxed);
                 for (shared, offset) in targets {
                     let mut state = shared.state();
                     state.committed = state.committed.max(Some(*offset));
+                    shared.instruments.note_committed(*offset);
                 }
                 return Ok(());
             }
             Err(error) => {
                 counters.errors.fetch_add(1, Ordering::Relaxed);
+                counters.failures.increment(1);
                 if attempt >= attempts || !is_retriable(&error) {
                     tracing::warn!(%error, attempt, "commit failed");
                     return Err(refused(targets, &error));

@@ -57,7 +57,7 @@ pub use options::{
 };
 pub use record::{Header, Offset, Record, TopicPartition};
 pub use source::{
-    AckError, Acknowledger, ConsumerEngine, EngineError, EngineStats, PartitionStream,
+    AckError, Acknowledger, ConsumerEngine, EngineError, EngineStats, PartitionStream, Readiness,
     ShutdownSummary,
 };
 

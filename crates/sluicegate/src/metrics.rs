@@ -63,7 +63,10 @@ pub fn describe() {
         "Records that failed in a pipeline and went to its failure path."
     );
     describe_counter!(RECORDS_RETRIED, "Records written to a retry topic.");
-    describe_counter!(RECORDS_DEAD_LETTERED, "Records written to a dead-letter topic.");
+    describe_counter!(
+        RECORDS_DEAD_LETTERED,
+        "Records written to a dead-letter topic."
+    );
     describe_gauge!(
         RECORDS_BUFFERED,
         "Records waiting in a partition's buffer for the application."

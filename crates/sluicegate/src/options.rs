@@ -79,6 +79,7 @@ const MANAGED_PROPERTIES: &[(&str, &str)] = &[
     ("auto.offset.reset", "start_position"),
     ("partition.assignment.strategy", "assignment_strategy"),
     ("enable.partition.eof", "(nothing: the engine needs it off)"),
+    ("statistics.interval.ms", "statistics_interval"),
 ];
 
 /// Options of a [`ConsumerEngine`](crate::ConsumerEngine).
@@ -110,6 +111,7 @@ pub struct ConsumerOptions {
     pub(crate) prefetch_bytes: usize,
     pub(crate) drain_timeout: Duration,
     pub(crate) connect_timeout: Duration,
+    pub(crate) statistics_interval: Duration,
     pub(crate) assignment_strategy: AssignmentStrategy,
     pub(crate) librdkafka: BTreeMap<String, String>,
     pub(crate) lifecycle: Option<Arc<dyn PartitionLifecycle>>,
@@ -133,6 +135,7 @@ impl fmt::Debug for ConsumerOptions {
             .field("prefetch_bytes", &self.prefetch_bytes)
             .field("drain_timeout", &self.drain_timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("statistics_interval", &self.statistics_interval)
             .field("assignment_strategy", &self.assignment_strategy)
             .field(
                 "librdkafka_keys",
@@ -170,6 +173,7 @@ impl ConsumerOptions {
             prefetch_bytes: 1024 * 1024,
             drain_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(30),
+            statistics_interval: Duration::from_secs(5),
             assignment_strategy: AssignmentStrategy::default(),
             librdkafka: BTreeMap::new(),
             lifecycle: None,
@@ -245,6 +249,14 @@ impl ConsumerOptions {
     /// How long start-up retries an unreachable broker before failing (default 30 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// How often librdkafka reports statistics, which feed the lag and buffered-records
+    /// metrics and [`ConsumerEngine::is_ready`](crate::ConsumerEngine::is_ready) (default
+    /// 5 s; zero turns them off, and readiness then means holding an assignment).
+    pub fn statistics_interval(mut self, interval: Duration) -> Self {
+        self.statistics_interval = interval;
         self
     }
 

@@ -12,6 +12,7 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
+use metrics::Histogram;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -156,6 +157,8 @@ pub(crate) struct BatcherContext<S, D> {
     pub failures: mpsc::Sender<FailedEntry<D>>,
     pub counters: Arc<PipelineCounters>,
     pub log: Option<Arc<TestLog>>,
+    /// How long batch handler calls take.
+    pub duration: Histogram,
 }
 
 /// Starts a batcher (its forming task and its workers) on `tasks`; returns where messages
@@ -264,16 +267,21 @@ async fn run_worker<S, D>(
         if let Some(log) = &context.log {
             log.batched(&batch);
         }
+        let started = Instant::now();
         let outcome = guarded(
             (context.handler)(context.state.clone(), batch),
             context.handler_timeout,
             Some(&context.name),
         )
         .await;
+        context.duration.record(started.elapsed().as_secs_f64());
         context.counters.note_batch();
         match outcome {
             Ok(()) => {
                 context.counters.note_processed(messages.len());
+                for acks in &sinks {
+                    acks.meters.processed.increment(1);
+                }
                 ack_in_runs(&messages, &sinks).await;
             }
             Err(reason) => {

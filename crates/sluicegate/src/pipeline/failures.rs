@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use metrics::Histogram;
 use tokio::sync::mpsc;
 
 use super::handlers::{guarded, FailureHandler};
@@ -33,6 +34,8 @@ pub(crate) struct FailureContext<S, D> {
     pub must_finish: bool,
     pub counters: Arc<PipelineCounters>,
     pub log: Option<Arc<TestLog>>,
+    /// How long failure handler calls take.
+    pub duration: Histogram,
 }
 
 /// Runs until every sender is dropped: takes what failed (one message, plus whatever else is
@@ -54,6 +57,9 @@ pub(crate) async fn run<S, D>(
             .map(|entry| (entry.failed, entry.acks))
             .unzip();
         context.counters.note_failed(failed.len());
+        for acks in &sinks {
+            acks.meters.failed.increment(1);
+        }
         if let Some(log) = &context.log {
             log.failed(&failed);
         }
@@ -64,6 +70,7 @@ pub(crate) async fn run<S, D>(
         } else {
             context.handler_timeout
         };
+        let started = std::time::Instant::now();
         let outcome = guarded(
             async {
                 call.await;
@@ -73,6 +80,7 @@ pub(crate) async fn run<S, D>(
             None,
         )
         .await;
+        context.duration.record(started.elapsed().as_secs_f64());
         if let Err(reason) = &outcome {
             if context.must_finish {
                 tracing::error!(

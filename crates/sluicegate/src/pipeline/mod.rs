@@ -99,6 +99,7 @@ mod failures;
 mod handlers;
 mod lanes;
 mod message;
+mod meters;
 mod processor;
 mod rate_limit;
 mod source;
@@ -125,7 +126,7 @@ pub use test_pipeline::{BatchSeen, FailureSeen, TestPipeline, TestReport};
 
 use crate::options::OptionsError;
 use crate::record::{Record, TopicPartition};
-use crate::source::ConsumerEngine;
+use crate::source::{ConsumerEngine, Readiness};
 use handlers::FailureHandler;
 pub(crate) use handlers::{guarded, BatchHandler, MessageHandler};
 use processor::ProcessorContext;
@@ -142,6 +143,7 @@ const ABANDON_AFTER: Duration = Duration::from_secs(5);
 /// Entry point: [`Pipeline::builder`] declares a pipeline, [`PipelineBuilder::start`] runs
 /// it, and the running [`Pipeline`] reports and shuts down.
 pub struct Pipeline {
+    readiness: Vec<Readiness>,
     stop: watch::Sender<bool>,
     acceptors: Vec<JoinHandle<(Source, JoinSet<()>)>>,
     background: JoinSet<()>,
@@ -163,6 +165,11 @@ impl Pipeline {
     /// A snapshot of the pipeline's counters.
     pub fn stats(&self) -> PipelineStats {
         self.counters.snapshot()
+    }
+
+    /// Whether every engine of the pipeline can take work (see [`Readiness`]).
+    pub fn is_ready(&self) -> bool {
+        self.readiness.iter().all(Readiness::is_ready)
     }
 
     /// Stops taking partitions, drains every processor, batcher and the failure handler,
@@ -427,11 +434,14 @@ where
                 "a pipeline needs at least one consumer engine",
             ));
         }
+        let readiness = self.sources.iter().map(ConsumerEngine::readiness).collect();
         let sources = std::mem::take(&mut self.sources)
             .into_iter()
             .map(Source::Engine)
             .collect();
-        self.launch(sources, None)
+        let mut pipeline = self.launch(sources, None)?;
+        pipeline.readiness = readiness;
+        Ok(pipeline)
     }
 
     fn validate(&self) -> Result<(), OptionsError> {
@@ -541,6 +551,7 @@ where
                 must_finish: failures_must_finish,
                 counters: counters.clone(),
                 log: log.clone(),
+                duration: meters::failure_handler(),
             },
             failed,
         ));
@@ -557,6 +568,7 @@ where
                     failures: failures.clone(),
                     counters: counters.clone(),
                     log: log.clone(),
+                    duration: meters::batch_handler(&name),
                 };
                 batcher_inputs.insert(name, batcher::spawn(context, &mut background));
             }
@@ -583,6 +595,7 @@ where
             .map(|source| tokio::spawn(accept(context.clone(), source, stopped.clone())))
             .collect();
         Ok(Pipeline {
+            readiness: Vec::new(),
             stop,
             acceptors,
             background,

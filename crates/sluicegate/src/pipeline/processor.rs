@@ -190,6 +190,7 @@ where
     /// Counts and acknowledges records the message handler finished.
     async fn finish(&self, acks: &AckSink, finished: &mut Vec<Offset>) {
         self.counters.note_processed(finished.len());
+        acks.meters.processed.increment(finished.len() as u64);
         acks.ack(finished).await;
         finished.clear();
     }
@@ -212,12 +213,16 @@ where
             rate_limit.acquire().await;
         }
         let kept = message.clone();
+        let started = Instant::now();
         let outcome = guarded(
             (self.handler)(self.state.clone(), message),
             self.handler_timeout,
             None,
         )
         .await;
+        acks.meters
+            .message_handler
+            .record(started.elapsed().as_secs_f64());
         let message = match outcome {
             Ok(message) => message,
             Err(reason) => {

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use tokio::sync::{mpsc, Notify};
 
+use super::meters::PartitionMeters;
 use super::test_pipeline::TestLog;
 use crate::record::{Offset, Record, TopicPartition};
 use crate::source::{AckError, Acknowledger, ConsumerEngine, PartitionStream, ShutdownSummary};
@@ -49,6 +50,7 @@ impl PartitionFeed {
 /// Acknowledges a partition's records and knows how many are still unacknowledged.
 pub(crate) struct AckSink {
     partition: TopicPartition,
+    pub meters: PartitionMeters,
     target: AckTarget,
     outstanding: AtomicUsize,
     settled: Notify,
@@ -73,6 +75,7 @@ impl AckSink {
 
     fn new(partition: TopicPartition, target: AckTarget) -> Self {
         Self {
+            meters: PartitionMeters::new(&partition.topic),
             partition,
             target,
             outstanding: AtomicUsize::new(0),

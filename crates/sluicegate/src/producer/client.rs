@@ -107,6 +107,11 @@ impl ProducerContext for DeliveryContext {
             }
             Err((error, message)) => {
                 self.shared.failed.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(
+                    crate::metrics::PRODUCER_DELIVERY_ERRORS,
+                    "topic" => message.topic().to_string()
+                )
+                .increment(1);
                 if waiter == FORGOTTEN {
                     self.shared.note_forgotten_failure(message.topic(), error);
                 }
@@ -153,6 +158,10 @@ impl Client {
             .map_err(|error| ProduceError::Client(error.to_string()))?;
         let producer = Arc::new(producer);
         let stop = Arc::new(AtomicBool::new(false));
+        let queue_depth = metrics::gauge!(
+            crate::metrics::PRODUCER_QUEUE_DEPTH,
+            "client" => options.client_id.clone()
+        );
         let thread = {
             let (producer, stop) = (producer.clone(), stop.clone());
             std::thread::Builder::new()
@@ -160,7 +169,9 @@ impl Client {
                 .spawn(move || {
                     while !stop.load(Ordering::Acquire) {
                         producer.poll(POLL_INTERVAL);
+                        queue_depth.set(f64::from(producer.in_flight_count()));
                     }
+                    queue_depth.set(0.0);
                 })
                 .map_err(|error| ProduceError::Client(error.to_string()))?
         };

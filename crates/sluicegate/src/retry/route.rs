@@ -124,13 +124,19 @@ impl Router {
         let mut headers = without_retry_headers(&record.headers);
         headers.extend(history.to_headers());
         self.write_until_delivered(&topic, record, &headers).await;
+        let labels = [
+            ("topic", topics.input().to_string()),
+            ("stage", stage.to_string()),
+        ];
         match destination {
             Destination::Retry { retry, .. } => {
                 self.counters.retried.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(crate::metrics::RECORDS_RETRIED, &labels).increment(1);
                 tracing::debug!(topic = %record.topic, partition = record.partition, offset = record.offset, retry, reason = %reason, "record sent to retry");
             }
             Destination::DeadLetter => {
                 self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(crate::metrics::RECORDS_DEAD_LETTERED, &labels).increment(1);
                 tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, dead_letter_topic = %topic, handled, reason = %reason, "record dead-lettered");
             }
         }

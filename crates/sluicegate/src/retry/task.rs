@@ -414,6 +414,11 @@ impl RunningTask {
         }
     }
 
+    /// Whether every stage can take work (see [`Readiness`](crate::Readiness)).
+    pub fn is_ready(&self) -> bool {
+        self.stages.iter().all(|(_, pipeline)| pipeline.is_ready())
+    }
+
     /// Shuts every stage down (each drains, commits and leaves its group), then the
     /// producer.
     pub async fn shutdown(self) -> TaskSummary {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
 use tokio::sync::mpsc;
 
@@ -23,11 +24,12 @@ use crate::commit::{self, CommitContext, CommitCounters, CommitThread, Committer
 use crate::options::{AssignmentStrategy, ConsumerOptions, StartPosition};
 use crate::record::{Offset, Record, TopicPartition};
 use crate::source::fetch_queue::FetchQueue;
+use crate::source::instruments::{self, GroupInstruments, GroupState, PartitionInstruments};
 use crate::source::partition::{PartitionShared, PartitionStream};
 use crate::source::poll_loop::{Doorbell, LeaveGate, PollLoop};
 
 /// Counters shared by every member of an engine.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct EngineCounters {
     pub fetched: AtomicU64,
     pub rebalances: AtomicU64,
@@ -38,7 +40,26 @@ pub(crate) struct EngineCounters {
     pub retired_delivered: AtomicU64,
     pub retired_acked: AtomicU64,
     pub commit: Arc<CommitCounters>,
+    pub instruments: GroupInstruments,
 }
+
+impl EngineCounters {
+    pub fn new(group: &str) -> Self {
+        Self {
+            fetched: AtomicU64::new(0),
+            rebalances: AtomicU64::new(0),
+            assigned: AtomicUsize::new(0),
+            full: AtomicUsize::new(0),
+            retired_delivered: AtomicU64::new(0),
+            retired_acked: AtomicU64::new(0),
+            commit: Arc::new(CommitCounters::new(group)),
+            instruments: GroupInstruments::new(group),
+        }
+    }
+}
+
+/// A member's assigned partitions, shared with its commit thread.
+pub(crate) type PartitionRegistry = Arc<Mutex<BTreeMap<TopicPartition, Arc<PartitionShared>>>>;
 
 /// A partition's outlet on the poll thread: where its records come from and go to.
 pub(crate) struct Outlet {
@@ -56,7 +77,7 @@ pub(crate) struct Outlet {
 pub(crate) struct MemberShared {
     pub name: String,
     pub options: Arc<ConsumerOptions>,
-    pub registry: Arc<Mutex<BTreeMap<TopicPartition, Arc<PartitionShared>>>>,
+    pub registry: PartitionRegistry,
     pub commit_lock: Arc<Mutex<()>>,
     pub counters: Arc<EngineCounters>,
     pub outlets: Mutex<Vec<Outlet>>,
@@ -70,6 +91,8 @@ pub(crate) struct MemberShared {
     /// Set when the member shuts down: later assignments are not taken up, so no partition
     /// queue outlives the client.
     pub closing: AtomicBool,
+    /// The group's state, from librdkafka's statistics.
+    pub group_state: Arc<GroupState>,
 }
 
 /// The rdkafka context of a member: rebalance and commit callbacks.
@@ -77,7 +100,11 @@ pub(crate) struct MemberContext {
     member: Arc<MemberShared>,
 }
 
-impl ClientContext for MemberContext {}
+impl ClientContext for MemberContext {
+    fn stats(&self, statistics: Statistics) {
+        instruments::record_statistics(&self.member, &statistics);
+    }
+}
 
 impl ConsumerContext for MemberContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -85,10 +112,18 @@ impl ConsumerContext for MemberContext {
             .counters
             .rebalances
             .fetch_add(1, Ordering::Relaxed);
+        let instruments = &self.member.counters.instruments;
         match rebalance {
-            Rebalance::Assign(list) => self.member.assign(list),
-            Rebalance::Revoke(list) => self.member.revoke(consumer, list),
+            Rebalance::Assign(list) => {
+                instruments.assignments.increment(1);
+                self.member.assign(list)
+            }
+            Rebalance::Revoke(list) => {
+                instruments.revocations.increment(1);
+                self.member.revoke(consumer, list)
+            }
             Rebalance::Error(error) => {
+                instruments.rebalance_errors.increment(1);
                 tracing::warn!(member = %self.member.name, %error, "rebalance error")
             }
         }
@@ -130,6 +165,7 @@ impl MemberShared {
             let shared = Arc::new(PartitionShared::new(
                 partition.clone(),
                 self.doorbell.clone(),
+                PartitionInstruments::new(&self.options.group_id, &partition),
             ));
             let Some(fetch) =
                 FetchQueue::open(consumer.client(), shared.topic.clone(), partition.partition)
@@ -161,6 +197,10 @@ impl MemberShared {
         self.counters
             .assigned
             .fetch_add(assigned.len(), Ordering::Relaxed);
+        self.counters
+            .instruments
+            .assigned
+            .increment(assigned.len() as f64);
         tracing::info!(member = %self.name, partitions = ?assigned, "partitions assigned");
         if let Some(lifecycle) = &self.options.lifecycle {
             lifecycle.on_assign(&assigned);
@@ -239,6 +279,10 @@ impl MemberShared {
         self.counters
             .assigned
             .fetch_sub(closing.len(), Ordering::Relaxed);
+        self.counters
+            .instruments
+            .assigned
+            .decrement(closing.len() as f64);
         if let (Some(lifecycle), false) = (&self.options.lifecycle, closing.is_empty()) {
             let partitions: Vec<TopicPartition> = closing
                 .iter()
@@ -280,7 +324,8 @@ pub(crate) struct MemberSummary {
 pub(crate) struct Member {
     pub stop: Arc<AtomicBool>,
     pub thread: thread::JoinHandle<MemberSummary>,
-    pub registry: Arc<Mutex<BTreeMap<TopicPartition, Arc<PartitionShared>>>>,
+    pub registry: PartitionRegistry,
+    pub group_state: Arc<GroupState>,
 }
 
 /// Builds the librdkafka configuration of a member.
@@ -310,6 +355,10 @@ pub(crate) fn client_config(options: &ConsumerOptions) -> ClientConfig {
         .set("session.timeout.ms", millis(options.session_timeout))
         .set("heartbeat.interval.ms", millis(options.heartbeat_interval))
         .set("max.poll.interval.ms", millis(options.max_poll_interval))
+        .set(
+            "statistics.interval.ms",
+            millis(options.statistics_interval),
+        )
         // With split partition queues this bounds each partition's prefetch; the demand
         // window bounds what the application holds. A small backoff keeps the fetcher busy
         // without the one-second stalls of the default once a queue is full.
@@ -359,6 +408,7 @@ pub(crate) fn start(
         committer: Mutex::default(),
         consumer: OnceLock::new(),
         closing: AtomicBool::new(false),
+        group_state: Arc::default(),
     });
     let mut consumer: BaseConsumer<MemberContext> = client_config(&options)
         .create_with_context(MemberContext {
@@ -388,6 +438,7 @@ pub(crate) fn start(
         .map_err(|error| super::EngineError::Client(error.to_string()))?;
     let stop = Arc::new(AtomicBool::new(false));
     let registry = member.registry.clone();
+    let group_state = member.group_state.clone();
     let thread = {
         let stop = stop.clone();
         thread::Builder::new()
@@ -406,5 +457,6 @@ pub(crate) fn start(
         stop,
         thread,
         registry,
+        group_state,
     })
 }

@@ -25,7 +25,8 @@
 //! same for the revoked partitions.
 
 mod fetch_queue;
-mod member;
+mod instruments;
+pub(crate) mod member;
 pub(crate) mod partition;
 mod poll_loop;
 mod stats;
@@ -39,9 +40,11 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::sync::mpsc;
 
+use crate::commit;
 use crate::options::{ConsumerOptions, OptionsError};
 use crate::record::{Offset, TopicPartition};
-use member::{EngineCounters, Member};
+use instruments::GroupState;
+use member::{EngineCounters, Member, PartitionRegistry};
 pub use partition::{AckError, Acknowledger, PartitionStream};
 pub use stats::EngineStats;
 
@@ -72,6 +75,32 @@ pub enum EngineError {
     /// librdkafka refused to create the client, or a thread could not be started.
     #[error("consumer client: {0}")]
     Client(String),
+}
+
+/// Whether an engine can take work: every member holds an assignment, or is joined to a
+/// stable group that has nothing for it (more members than partitions). Not ready while a
+/// member joins, or rebalances holding nothing. The group's state comes from librdkafka's
+/// statistics (see [`ConsumerOptions::statistics_interval`]).
+#[derive(Clone)]
+pub struct Readiness {
+    members: Vec<(PartitionRegistry, Arc<GroupState>)>,
+}
+
+impl Readiness {
+    /// Whether every member is ready now.
+    pub fn is_ready(&self) -> bool {
+        self.members.iter().all(|(registry, group_state)| {
+            !commit::lock(registry).is_empty() || group_state.is_steady()
+        })
+    }
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readiness")
+            .field("ready", &self.is_ready())
+            .finish()
+    }
 }
 
 /// What the engine did, reported by [`ConsumerEngine::shutdown`].
@@ -124,7 +153,7 @@ impl ConsumerEngine {
             .await
             .map_err(|error| EngineError::Client(error.to_string()))??;
         let (streams_tx, streams) = mpsc::unbounded_channel();
-        let counters = Arc::new(EngineCounters::default());
+        let counters = Arc::new(EngineCounters::new(&options.group_id));
         let start_options = options.clone();
         let start_counters = counters.clone();
         let leave_gate = Arc::new(poll_loop::LeaveGate::new(options.members));
@@ -183,6 +212,23 @@ impl ConsumerEngine {
     /// A snapshot of the engine's counters.
     pub fn stats(&self) -> EngineStats {
         stats::snapshot(&self.counters, &self.members, self.partition_buffer)
+    }
+
+    /// Whether every member can take work; see [`Readiness`].
+    pub fn is_ready(&self) -> bool {
+        self.readiness().is_ready()
+    }
+
+    /// A handle that tells whether the engine is ready, usable after the engine moved into
+    /// a pipeline (for a health endpoint).
+    pub fn readiness(&self) -> Readiness {
+        Readiness {
+            members: self
+                .members
+                .iter()
+                .map(|member| (member.registry.clone(), member.group_state.clone()))
+                .collect(),
+        }
     }
 
     /// Stops fetching, drains in-flight records (up to the drain timeout), commits, leaves the

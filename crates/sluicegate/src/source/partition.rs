@@ -15,6 +15,7 @@ use crate::commit::{CommitError, CommitMode, CommitRequest, Committer};
 use crate::offsets::{OffsetTracker, TrackerError};
 use crate::options::CommitStrategy;
 use crate::record::{Offset, Record, TopicPartition};
+use crate::source::instruments::PartitionInstruments;
 use crate::source::poll_loop::Doorbell;
 
 /// Why an acknowledgement was refused.
@@ -74,10 +75,15 @@ pub(crate) struct PartitionShared {
     pub room_wanted: AtomicBool,
     /// The member's poll thread's doorbell.
     doorbell: Arc<Doorbell>,
+    pub instruments: PartitionInstruments,
 }
 
 impl PartitionShared {
-    pub fn new(partition: TopicPartition, doorbell: Arc<Doorbell>) -> Self {
+    pub fn new(
+        partition: TopicPartition,
+        doorbell: Arc<Doorbell>,
+        instruments: PartitionInstruments,
+    ) -> Self {
         Self {
             topic: Arc::from(partition.topic.as_str()),
             partition,
@@ -94,6 +100,7 @@ impl PartitionShared {
             acked: AtomicU64::new(0),
             room_wanted: AtomicBool::new(false),
             doorbell,
+            instruments,
         }
     }
 

@@ -210,6 +210,7 @@ impl PollLoop {
     /// Stops delivery, drains, commits and leaves the group.
     fn shut_down(self, commit_thread: CommitThread) -> MemberSummary {
         self.member.closing.store(true, Ordering::Release);
+        self.member.group_state.leave();
         let mut summary = MemberSummary::default();
         for released in self
             .member
@@ -233,6 +234,11 @@ impl PollLoop {
 /// Sends a batch to a partition's buffer, counting it against the window.
 fn hand_over(outlet: &mut Outlet, batch: Vec<Record>) {
     outlet.shared.note_dispatched(batch.len());
+    outlet
+        .shared
+        .instruments
+        .consumed
+        .increment(batch.len() as u64);
     // The buffer holds at most `window` batches of at least one record each and the window
     // is never exceeded, so it is never full; a closed buffer means the stream was dropped.
     if let Err(error) = outlet.batches.try_send(batch) {
