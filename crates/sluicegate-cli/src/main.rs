@@ -13,18 +13,20 @@ mod console;
 mod demo;
 mod dev_broker;
 mod dlq;
-mod exec;
 mod exit;
+mod handlers;
+mod observe;
 mod payload;
 mod process;
 mod produce;
 mod progress;
 mod rss;
+mod status;
 mod topic;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 /// Writes a line to stdout, returning the I/O error (a broken pipe ends the program quietly)
@@ -42,11 +44,24 @@ pub(crate) use out;
 #[command(name = "sluice", version, about, propagate_version = true)]
 #[command(
     after_help = "Exit status: 0 ok, 1 runtime failure, 2 usage or configuration error.\n\
-                        Logs go to stderr; set RUST_LOG (for example RUST_LOG=sluicegate=info) for more."
+                        Logs go to stderr (--log-format json for JSON lines); set RUST_LOG (for example RUST_LOG=sluicegate=info) for more."
 )]
 struct Cli {
+    /// How log lines on stderr look: text for people (coloured on a terminal), or JSON, one
+    /// object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, display_order = 1000)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The shape of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// One line of text per event; ANSI colours only when stderr is a terminal.
+    Text,
+    /// One JSON object per line: timestamp, level, target, fields.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,11 +85,14 @@ enum Command {
     /// Benchmarks that print figures measured against a baseline in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Show a consumer group's position per partition: committed offset, end offset, lag and
+    /// the member that owns it.
+    Status(status::StatusArgs),
 }
 
 fn main() -> ExitCode {
     let cli = parse_cli();
-    init_tracing();
+    init_tracing(cli.log_format);
     let outcome = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::DevBroker(args) => dev_broker::run(args),
@@ -83,6 +101,7 @@ fn main() -> ExitCode {
         Command::Process(args) => process::run(args),
         Command::Dlq(command) => dlq::run(command),
         Command::Bench(command) => bench::run(command),
+        Command::Status(args) => status::run(args),
     };
     exit::code(outcome)
 }
@@ -135,13 +154,37 @@ fn one_line(rendered: &str) -> String {
     line
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default: warnings and errors).
-fn init_tracing() {
+/// The log format chosen on the command line, once tracing is set up.
+static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+
+/// The global flags as given, for child processes of this binary (bench workers, the bench's
+/// development broker), so that their log lines look like ours.
+pub(crate) fn global_flags() -> [&'static str; 2] {
+    let format = match LOG_FORMAT.get() {
+        Some(LogFormat::Json) => "json",
+        Some(LogFormat::Text) | None => "text",
+    };
+    ["--log-format", format]
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: warnings and errors), as text or JSON.
+/// Text is coloured only when stderr is a terminal and `NO_COLOR` is not set, so a log file
+/// holds no escape codes.
+fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal as _;
+    let _ = LOG_FORMAT.set(format);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+            builder.with_ansi(colour).init();
+        }
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 /// A multi-threaded tokio runtime for the subcommands that need one.

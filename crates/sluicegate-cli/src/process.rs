@@ -5,26 +5,30 @@
 //! group of its own, so processes started with different `--stages` share a task's work, and
 //! processes with the same stages share a stage's partitions.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::anyhow;
 use clap::Args;
-use sluicegate::pipeline::{Message, Pipeline, PipelineSummary};
+use sluicegate::pipeline::{Batch, BatcherOptions, Message, Pipeline, PipelineSummary};
 use sluicegate::retry::{RetryError, RetryMode, RetryTask, Stages, TaskSummary};
+use sluicegate::{Readiness, Record};
 use tokio::sync::Notify;
 
 use crate::config::{ConfigFile, TaskPlan};
 use crate::console::stop_on_signal;
-use crate::exec::ExecHandler;
 use crate::exit::usage;
+use crate::handlers::Handler;
+use crate::observe;
 use crate::out;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Stages: 0 reads the input topics, k reads retry topic k (<topic>.<group>.retry.<k>); a record that \
-fails its last retry, or whose handler exits 65, goes to the dead-letter topic (<topic>.<group>.dlq). \
+fails its last retry, or that its handler refuses for good (exec: exit status 65; http: a 4xx), \
+goes to the dead-letter topic (<topic>.<group>.dlq). \
 Start one process with --stages 0 and another with --stages 1-3 to run them apart.
 
 Stops on SIGINT or SIGTERM: records in flight finish, offsets are committed, and a summary is \
@@ -40,6 +44,10 @@ pub struct ProcessArgs {
     /// The stages to run: 0, 1-5, all, or a comma list such as 0,2-3.
     #[arg(long, value_name = "SPEC", default_value = "all")]
     stages: Stages,
+    /// Serve Prometheus metrics (/metrics) and health (/health/live, /health/ready) on this
+    /// address, such as 0.0.0.0:9464.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
     /// The task: a [tasks.NAME] table of the file.
     task: String,
 }
@@ -50,8 +58,12 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<()> {
     let plan = file
         .plan(&args.task)
         .map_err(|error| in_file(error.to_string()))?;
-    let handler = ExecHandler::new(&plan.command)
-        .map_err(|problem| in_file(format!("tasks.{}.handler.command[0]: {problem}", plan.name)))?;
+    let handler = Handler::start(&plan.handler).map_err(|error| {
+        in_file(format!(
+            "tasks.{}.handler.{}: {}",
+            plan.name, error.key, error.problem
+        ))
+    })?;
     let task = retry_task(&plan, handler);
     let stages = task.validate(&args.stages).map_err(|error| match error {
         RetryError::Stages(problem) => usage(format!("--stages: {problem}")),
@@ -62,12 +74,23 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(Notify::new());
     stop_on_signal(&runtime, stop.clone(), Some(wake.clone()))?;
+    let readiness: Arc<OnceLock<Readiness>> = Arc::default();
+    if let Some(addr) = args.metrics_addr {
+        let ready = readiness.clone();
+        let bound = runtime.block_on(async {
+            let metrics = observe::install_recorder()?;
+            let ready = Arc::new(move || ready.get().is_some_and(Readiness::is_ready));
+            observe::serve(addr, metrics, ready).await
+        })?;
+        eprintln!("sluice process: metrics on http://{bound}/metrics, health on /health/live and /health/ready");
+    }
     let running = runtime
         .block_on(task.start(&args.stages))
         .map_err(|error| match error {
             RetryError::Options(problem) => in_file(format!("tasks.{}: {problem}", plan.name)),
             other => anyhow!(other).context(format!("could not start task `{}`", plan.name)),
         })?;
+    let _ = readiness.set(running.readiness());
     let listed: Vec<String> = stages.iter().map(usize::to_string).collect();
     eprintln!(
         "sluice process: task `{}` running stage{} {} (group `{}`); SIGINT or SIGTERM stops it",
@@ -86,14 +109,35 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The library task for `plan`: its pipeline runs `handler` on every record.
-fn retry_task(plan: &TaskPlan, handler: ExecHandler) -> RetryTask<ExecHandler> {
-    let mut pipeline = Pipeline::builder(handler).order(plan.order).handle_message(
-        |handler: Arc<ExecHandler>, message: Message| async move {
+/// The library task for `plan`: its pipeline runs `handler` on every record, or, when the
+/// handler takes batches, routes every record to one batcher whose batches it handles.
+fn retry_task(plan: &TaskPlan, handler: Handler) -> RetryTask<Handler> {
+    /// The one batcher of a batching handler.
+    const BATCHER: &str = "handler";
+    let mut pipeline = Pipeline::builder(handler).order(plan.order);
+    pipeline = match plan.handler.batch {
+        None => pipeline.handle_message(|handler: Arc<Handler>, message: Message| async move {
             handler.handle(message.data()).await?;
             Ok(message)
-        },
-    );
+        }),
+        Some(batch) => {
+            // As many batches in flight as records would be: the task's concurrency.
+            let concurrency = plan.concurrency.unwrap_or_else(default_concurrency);
+            let options = BatcherOptions::new()
+                .size(batch.size)
+                .timeout(batch.timeout)
+                .concurrency(concurrency);
+            pipeline
+                .handle_message(
+                    |_, message: Message| async move { Ok(message.put_batcher(BATCHER)) },
+                )
+                .batcher(BATCHER, options)
+                .handle_batch(|handler: Arc<Handler>, batch: Batch| async move {
+                    let records: Vec<&Record> = batch.messages.iter().map(Message::data).collect();
+                    handler.handle_batch(&records).await
+                })
+        }
+    };
     if let Some(concurrency) = plan.concurrency {
         pipeline = pipeline.concurrency(concurrency);
     }
@@ -117,6 +161,11 @@ fn retry_task(plan: &TaskPlan, handler: ExecHandler) -> RetryTask<ExecHandler> {
         task = task.dead_letter_named(topics.input(), topics.dead_letter());
     }
     task
+}
+
+/// The pipeline's default concurrency: twice the CPU cores, as Broadway's processors.
+fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from) * 2
 }
 
 /// `sluice process billing: stage 0 processed 10 (3 failed), stage 1 processed 3 (0 failed),

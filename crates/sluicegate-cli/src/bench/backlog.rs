@@ -30,7 +30,7 @@ use super::{
     fresh_group, prepare_topic, print_json, spawn_worker, GroupTimeouts, Property, WorkerTarget,
     RSS_SCOPE,
 };
-use crate::progress::thousands;
+use crate::progress::{thousands, Timed};
 use crate::{out, rss, topic};
 
 /// Interval between samples of RSS and engine counters.
@@ -165,6 +165,8 @@ pub fn run(args: BacklogArgs) -> anyhow::Result<()> {
     );
     let side = |mode: Mode| -> anyhow::Result<SideReport> {
         eprintln!("running the {} side ...", mode.label());
+        // The clock, drawn by this process: the worker's own figures stay undisturbed.
+        let _shown = Timed::start(mode.label(), Duration::from_secs(args.seconds));
         let mut worker = vec![
             "bench".to_owned(),
             "backlog-worker".to_owned(),

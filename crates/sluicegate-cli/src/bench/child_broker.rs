@@ -32,6 +32,7 @@ impl ChildBroker {
         let exe = std::env::current_exe().context("could not find the sluice executable")?;
         let mut command = Command::new(&exe);
         command
+            .args(crate::global_flags())
             .args([
                 "dev-broker",
                 "--print-bootstrap-only",

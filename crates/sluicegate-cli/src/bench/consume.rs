@@ -33,7 +33,7 @@ use super::{
     GroupTimeouts, Property, WorkerTarget, RSS_SCOPE, STALL_TIMEOUT,
 };
 use crate::exit::usage;
-use crate::progress::thousands;
+use crate::progress::{thousands, Progress};
 use crate::topic::{self, PartitionOffsets};
 use crate::{out, payload, rss};
 
@@ -204,6 +204,8 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     );
 
     let mut rounds = Vec::new();
+    // Three sides a round.
+    let mut progress = Progress::new("rounds", u64::from(args.rounds) * 3).unit("runs");
     for round in 0..args.rounds {
         // Rotate the order so machine noise falls on every side alike.
         let mut order = [Side::Baseline, Side::Sluice, Side::SluicePerRecord];
@@ -222,9 +224,11 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
                 rss::mib(report.peak_rss_bytes)
             ));
             rounds.push(report);
+            progress.update(rounds.len() as u64);
         }
-        eprintln!("{}", line.trim_end_matches(';'));
+        progress.note(line.trim_end_matches(';'));
     }
+    progress.finish(rounds.len() as u64);
     drop(broker);
 
     let of = |side: Side, figure: fn(&RoundReport) -> f64| -> Vec<f64> {

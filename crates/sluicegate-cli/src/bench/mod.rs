@@ -345,6 +345,7 @@ pub fn print_json(report: &impl Serialize) -> anyhow::Result<()> {
 pub fn spawn_worker<T: DeserializeOwned>(args: &[String]) -> anyhow::Result<T> {
     let exe = std::env::current_exe().context("could not find the sluice executable")?;
     let output = Command::new(&exe)
+        .args(crate::global_flags())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

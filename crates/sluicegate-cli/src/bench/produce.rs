@@ -41,7 +41,7 @@ use super::child_broker::BenchBroker;
 use super::{
     ensure_topic, median, per_second, print_json, spawn_worker, Property, RSS_SCOPE, STALL_TIMEOUT,
 };
-use crate::progress::thousands;
+use crate::progress::{thousands, Progress};
 use crate::{out, payload, rss};
 
 /// The librdkafka properties Sluicegate's producer sets with default options
@@ -282,6 +282,8 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
     );
 
     let mut rounds = Vec::new();
+    // Three sides a round.
+    let mut progress = Progress::new("rounds", u64::from(args.rounds) * 3).unit("runs");
     for round in 0..args.rounds {
         // Rotate the order so machine noise falls on every side alike.
         let mut order = [Side::Baseline, Side::Awaited, Side::FireAndForget];
@@ -306,9 +308,11 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
                 rss::mib(report.peak_rss_bytes)
             ));
             rounds.push(report);
+            progress.update(rounds.len() as u64);
         }
-        eprintln!("{}", line.trim_end_matches(';'));
+        progress.note(line.trim_end_matches(';'));
     }
+    progress.finish(rounds.len() as u64);
     drop(broker);
 
     let of = |side: Side, figure: fn(&RoundReport) -> f64| -> f64 {

@@ -10,6 +10,7 @@
 //! group = "billing"                  # default: the task's name
 //! retry_delays = ["1s", "5s", "30s"] # or: retries = 3 and retry_backoff = { base = "1s", cap = "1m" }
 //! handler = { type = "exec", command = ["./bill.sh"] }
+//! # or: handler = { type = "http", url = "http://127.0.0.1:8080/bill", body = "json" }
 //! ```
 //!
 //! Reading is strict: an unknown key (with a did-you-mean), a value of the wrong type or a
@@ -31,6 +32,7 @@ pub use error::ConfigError;
 pub use resolve::TaskPlan;
 
 use crate::exit::usage;
+use crate::handlers::spec::{Encoding, HeaderTable};
 
 /// A whole configuration file.
 #[derive(Debug, Deserialize)]
@@ -133,15 +135,54 @@ pub enum Order {
     Unordered,
 }
 
-/// `[tasks.NAME.handler]`, chosen by `type`.
+/// `[tasks.NAME.handler]`: `type` names the handler; the other keys are its settings. One
+/// flat table (not a serde enum), so that a problem deep in it is named by its full key path.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum HandlerConfig {
-    /// Runs a command per record; see [`crate::exec`].
-    Exec {
-        /// The program and its arguments (no shell unless you name one).
-        command: Vec<String>,
-    },
+#[serde(deny_unknown_fields)]
+pub struct HandlerConfig {
+    /// `exec` or `http`.
+    #[serde(rename = "type")]
+    pub kind: HandlerType,
+    /// exec: the program and its arguments (no shell unless you name one).
+    pub command: Option<Vec<String>>,
+    /// exec: what a run reads on standard input, `raw` (the value; the default for single
+    /// records) or `json` (the record; always so for batches and workers).
+    pub input: Option<Encoding>,
+    /// exec: long-lived worker processes speaking JSON lines, instead of a run per call.
+    pub workers: Option<usize>,
+    /// http: where to POST (http or https).
+    pub url: Option<String>,
+    /// http: the request body, `raw` (the value; the default for single records) or `json`
+    /// (the record; always so for batches).
+    pub body: Option<Encoding>,
+    /// http: extra headers of every request (values may be secrets: never shown).
+    pub headers: Option<HeaderTable>,
+    /// A call running longer fails: its command (or worker) is killed, its request
+    /// abandoned. Default: none for exec, 30 s for http.
+    pub timeout: Option<ConfigDuration>,
+    /// Call the handler once per batch of records.
+    pub batch: Option<BatchConfig>,
+}
+
+/// The built-in handlers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandlerType {
+    /// Runs a command per record or batch, or hands records to long-lived workers; see
+    /// [`crate::handlers::exec`] and [`crate::handlers::exec_pool`].
+    Exec,
+    /// POSTs each record or batch to a URL; see [`crate::handlers::http`].
+    Http,
+}
+
+/// `batch = { size = 100, timeout = "200ms" }`: records go to the handler in batches.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// A batch is handed out when it holds this many records. Default: 100.
+    pub size: Option<usize>,
+    /// ...or this long after its first record arrived. Default: 1 s.
+    pub timeout: Option<ConfigDuration>,
 }
 
 impl ConfigFile {
@@ -204,8 +245,11 @@ mod tests {
         assert_eq!(task.order, Order::Key);
         assert_eq!(task.retry_mode, RetryMode::Topics);
         assert_eq!(task.retry_delays.as_ref().map(Vec::len), Some(2));
-        let HandlerConfig::Exec { command } = &task.handler;
-        assert_eq!(command, &["sh", "-c", "cat"]);
+        assert_eq!(task.handler.kind, HandlerType::Exec);
+        assert_eq!(
+            task.handler.command.as_deref(),
+            Some(&["sh".to_owned(), "-c".to_owned(), "cat".to_owned()][..])
+        );
     }
 
     #[test]

@@ -9,10 +9,23 @@ use sluicegate::producer::ProducerOptions;
 use sluicegate::retry::{RetryPolicy, RetryTopics};
 use sluicegate::{ConsumerOptions, OptionsError};
 
-use super::{Backoff, Cluster, ConfigDuration, ConfigError, HandlerConfig, Order, RetryMode, Task};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::Url;
+
+use super::{
+    Backoff, BatchConfig, Cluster, ConfigDuration, ConfigError, HandlerConfig, HandlerType, Order,
+    RetryMode, Task,
+};
+use crate::handlers::spec::{
+    BatchSpec, Encoding, ExecSpec, HandlerKind, HandlerSpec, HeaderTable, HttpSpec,
+};
 
 /// The delays of `retries = N` without `retry_backoff`: 1 s, doubling up to 1 min.
 const DEFAULT_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
+/// How long an HTTP request may take when the handler does not say.
+const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// A batch's size and timeout when the handler does not say (the library's defaults).
+const DEFAULT_BATCH: (usize, Duration) = (100, Duration::from_secs(1));
 /// The group heartbeat: librdkafka's 3 s, or a third of a shorter session timeout.
 const HEARTBEAT: Duration = Duration::from_secs(3);
 
@@ -43,8 +56,8 @@ pub struct TaskPlan {
     pub concurrency: Option<usize>,
     /// The limit on one handling, when set.
     pub handler_timeout: Option<Duration>,
-    /// The exec handler's program and arguments.
-    pub command: Vec<String>,
+    /// The handler, and whether it takes batches.
+    pub handler: HandlerSpec,
 }
 
 impl TaskPlan {
@@ -79,13 +92,7 @@ impl TaskPlan {
             ));
         }
         let topics = retry_topics(task, &group, &policy, in_place, &key)?;
-        let HandlerConfig::Exec { command } = &task.handler;
-        if command.first().is_none_or(|program| program.is_empty()) {
-            return Err(ConfigError::new(
-                key("handler.command"),
-                "must name a program (and its arguments): [\"./handle.sh\"]",
-            ));
-        }
+        let handler = handler(&task.handler, &key)?;
         Ok(Self {
             name: name.to_owned(),
             group,
@@ -103,7 +110,7 @@ impl TaskPlan {
             },
             concurrency: task.concurrency,
             handler_timeout: task.handler_timeout.map(|timeout| timeout.0),
-            command: command.clone(),
+            handler,
         })
     }
 
@@ -267,6 +274,162 @@ fn retry_topics(
         .collect()
 }
 
+/// The `handler` table, checked.
+fn handler(
+    config: &HandlerConfig,
+    task_key: &dyn Fn(&str) -> String,
+) -> Result<HandlerSpec, ConfigError> {
+    let key = |setting: &str| task_key(&format!("handler.{setting}"));
+    let positive = |setting: &str, duration: Option<ConfigDuration>| match duration {
+        Some(ConfigDuration(duration)) if duration.is_zero() => {
+            Err(ConfigError::new(key(setting), "must be greater than zero"))
+        }
+        other => Ok(other.map(|duration| duration.0)),
+    };
+    let (kind, own, others) = match config.kind {
+        HandlerType::Exec => ("exec", EXEC_KEYS, HTTP_KEYS),
+        HandlerType::Http => ("http", HTTP_KEYS, EXEC_KEYS),
+    };
+    let given = [
+        ("command", config.command.is_some()),
+        ("input", config.input.is_some()),
+        ("workers", config.workers.is_some()),
+        ("url", config.url.is_some()),
+        ("body", config.body.is_some()),
+        ("headers", config.headers.is_some()),
+    ];
+    if let Some((foreign, _)) = given
+        .iter()
+        .find(|(name, set)| *set && others.contains(name))
+    {
+        return Err(ConfigError::new(
+            key(foreign),
+            format!(
+                "not a setting of the {kind} handler (it takes {})",
+                own.join(", ")
+            ),
+        ));
+    }
+    let missing = |name: &str| {
+        ConfigError::new(
+            task_key("handler"),
+            format!("missing key `{name}` (the {kind} handler needs it)"),
+        )
+    };
+    let kind = match config.kind {
+        HandlerType::Exec => {
+            let command = config.command.as_ref().ok_or_else(|| missing("command"))?;
+            if command.first().is_none_or(|program| program.is_empty()) {
+                return Err(ConfigError::new(
+                    key("command"),
+                    "must name a program (and its arguments): [\"./handle.sh\"]",
+                ));
+            }
+            if config.workers == Some(0) {
+                return Err(ConfigError::new(key("workers"), "must be at least 1"));
+            }
+            let json_only = if config.workers.is_some() {
+                Some("workers read JSON lines")
+            } else if config.batch.is_some() {
+                Some("a batch reaches the command as JSON lines")
+            } else {
+                None
+            };
+            HandlerKind::Exec(ExecSpec {
+                command: command.clone(),
+                input: encoding(config.input, json_only, &key("input"))?,
+                workers: config.workers,
+                timeout: positive("timeout", config.timeout)?,
+            })
+        }
+        HandlerType::Http => {
+            let url = config.url.as_deref().ok_or_else(|| missing("url"))?;
+            let json_only = config.batch.map(|_| "a batch is POSTed as a JSON array");
+            HandlerKind::Http(HttpSpec {
+                url: http_url(url).map_err(|problem| ConfigError::new(key("url"), problem))?,
+                body: encoding(config.body, json_only, &key("body"))?,
+                headers: header_map(config.headers.as_ref(), &key)?,
+                timeout: positive("timeout", config.timeout)?.unwrap_or(DEFAULT_HTTP_TIMEOUT),
+            })
+        }
+    };
+    let batch = config
+        .batch
+        .map(|BatchConfig { size, timeout }| {
+            if size == Some(0) {
+                return Err(ConfigError::new(key("batch.size"), "must be at least 1"));
+            }
+            Ok(BatchSpec {
+                size: size.unwrap_or(DEFAULT_BATCH.0),
+                timeout: positive("batch.timeout", timeout)?.unwrap_or(DEFAULT_BATCH.1),
+            })
+        })
+        .transpose()?;
+    Ok(HandlerSpec { kind, batch })
+}
+
+/// The keys only an exec handler takes.
+const EXEC_KEYS: &[&str] = &["command", "input", "workers", "timeout", "batch"];
+/// The keys only an http handler takes.
+const HTTP_KEYS: &[&str] = &["url", "body", "headers", "timeout", "batch"];
+
+/// `input` or `body`: `raw` unless set, or `json` when `json_only` says why only JSON fits.
+fn encoding(
+    set: Option<Encoding>,
+    json_only: Option<&str>,
+    key: &str,
+) -> Result<Encoding, ConfigError> {
+    match (set, json_only) {
+        (Some(Encoding::Raw), Some(why)) => Err(ConfigError::new(
+            key,
+            format!("must be \"json\" (or left out): {why}"),
+        )),
+        (Some(encoding), _) => Ok(encoding),
+        (None, Some(_)) => Ok(Encoding::Json),
+        (None, None) => Ok(Encoding::Raw),
+    }
+}
+
+/// An http or https URL. Problems do not quote it: it may hold credentials.
+fn http_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|error| format!("not a URL ({error})"))?;
+    match url.scheme() {
+        "http" | "https" => Ok(url),
+        scheme => Err(format!(
+            "`{scheme}:` is not http or https: write \"http://host:port/path\""
+        )),
+    }
+}
+
+/// The `headers` table as request headers, values marked sensitive. Problems name the
+/// header, never its value.
+fn header_map(
+    table: Option<&HeaderTable>,
+    key: &dyn Fn(&str) -> String,
+) -> Result<HeaderMap, ConfigError> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in table.iter().flat_map(|table| &table.0) {
+        let at = || key(&format!("headers.{name}"));
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| ConfigError::new(at(), "not a valid HTTP header name"))?;
+        if header.as_str().starts_with("sluice-") {
+            return Err(ConfigError::new(
+                at(),
+                "Sluice-* headers carry the record's metadata: pick another name",
+            ));
+        }
+        let mut value = HeaderValue::from_str(value).map_err(|_| {
+            ConfigError::new(
+                at(),
+                "the value is not a valid HTTP header value (printable ASCII; not shown here)",
+            )
+        })?;
+        value.set_sensitive(true);
+        headers.insert(header, value);
+    }
+    Ok(headers)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::ConfigFile;
@@ -378,5 +541,163 @@ mod tests {
         .unwrap();
         assert_eq!(plan.topics[0].retry(2), "slow-2");
         assert_eq!(plan.topics[0].dead_letter(), "dead");
+    }
+
+    /// The plan of a task whose handler table is `handler`.
+    fn with_handler(handler: &str) -> Result<TaskPlan, ConfigError> {
+        let text = file("").replace(r#"{ type = "exec", command = ["true"] }"#, handler);
+        ConfigFile::parse(&text)
+            .map_err(|error| panic!("{error}"))
+            .and_then(|file| file.plan("billing"))
+    }
+
+    fn handler_problem(handler: &str) -> String {
+        with_handler(handler).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn handlers_get_their_defaults() {
+        let plan = with_handler(r#"{ type = "exec", command = ["true"] }"#).unwrap();
+        let HandlerKind::Exec(exec) = &plan.handler.kind else {
+            panic!("{:?}", plan.handler)
+        };
+        assert_eq!(
+            (exec.input, exec.workers, exec.timeout),
+            (Encoding::Raw, None, None)
+        );
+        assert_eq!(plan.handler.batch, None);
+
+        let plan = with_handler(
+            r#"{ type = "exec", command = ["true"], workers = 4, timeout = "2s", batch = {} }"#,
+        )
+        .unwrap();
+        let HandlerKind::Exec(exec) = &plan.handler.kind else {
+            panic!("{:?}", plan.handler)
+        };
+        assert_eq!(exec.input, Encoding::Json);
+        assert_eq!(exec.workers, Some(4));
+        assert_eq!(exec.timeout, Some(Duration::from_secs(2)));
+        assert_eq!(
+            plan.handler.batch,
+            Some(BatchSpec {
+                size: 100,
+                timeout: Duration::from_secs(1)
+            })
+        );
+
+        let plan = with_handler(
+            r#"{ type = "http", url = "https://example.com/in?x=1", headers = { Authorization = "Bearer s3cret" }, batch = { size = 10, timeout = "200ms" } }"#,
+        )
+        .unwrap();
+        let HandlerKind::Http(http) = &plan.handler.kind else {
+            panic!("{:?}", plan.handler)
+        };
+        assert_eq!(http.url.as_str(), "https://example.com/in?x=1");
+        assert_eq!(http.body, Encoding::Json);
+        assert_eq!(http.timeout, DEFAULT_HTTP_TIMEOUT);
+        assert!(http.headers["authorization"].is_sensitive());
+        assert!(!format!("{plan:?}").contains("s3cret"));
+        assert_eq!(plan.handler.batch.map(|batch| batch.size), Some(10));
+    }
+
+    #[test]
+    fn handler_problems_name_their_key() {
+        for (handler, expected) in [
+            (
+                r#"{ type = "exec", url = "http://h/" }"#,
+                "tasks.billing.handler.url: not a setting of the exec handler (it takes command, input, workers, timeout, batch)",
+            ),
+            (
+                r#"{ type = "http", url = "http://h/", workers = 2 }"#,
+                "tasks.billing.handler.workers: not a setting of the http handler",
+            ),
+            (
+                r#"{ type = "http" }"#,
+                "tasks.billing.handler: missing key `url` (the http handler needs it)",
+            ),
+            (
+                r#"{ type = "exec" }"#,
+                "tasks.billing.handler: missing key `command`",
+            ),
+            (
+                r#"{ type = "exec", command = [] }"#,
+                "tasks.billing.handler.command: must name a program",
+            ),
+            (
+                r#"{ type = "exec", command = ["true"], workers = 0 }"#,
+                "tasks.billing.handler.workers: must be at least 1",
+            ),
+            (
+                r#"{ type = "exec", command = ["true"], workers = 2, input = "raw" }"#,
+                "tasks.billing.handler.input: must be \"json\" (or left out): workers read JSON lines",
+            ),
+            (
+                r#"{ type = "exec", command = ["true"], input = "raw", batch = { size = 5 } }"#,
+                "tasks.billing.handler.input: must be \"json\" (or left out): a batch reaches",
+            ),
+            (
+                r#"{ type = "exec", command = ["true"], timeout = "0s" }"#,
+                "tasks.billing.handler.timeout: must be greater than zero",
+            ),
+            (
+                r#"{ type = "exec", command = ["true"], batch = { size = 0 } }"#,
+                "tasks.billing.handler.batch.size: must be at least 1",
+            ),
+            (
+                r#"{ type = "http", url = "http://h/", batch = { timeout = "0ms" } }"#,
+                "tasks.billing.handler.batch.timeout: must be greater than zero",
+            ),
+            (
+                r#"{ type = "http", url = "http://h/", body = "raw", batch = {} }"#,
+                "tasks.billing.handler.body: must be \"json\" (or left out): a batch is POSTed",
+            ),
+            (
+                r#"{ type = "http", url = "h:8080" }"#,
+                "tasks.billing.handler.url: `h:` is not http or https",
+            ),
+            (
+                r#"{ type = "http", url = "/in" }"#,
+                "tasks.billing.handler.url: not a URL",
+            ),
+            (
+                r#"{ type = "http", url = "http://h/", headers = { "a b" = "x" } }"#,
+                "tasks.billing.handler.headers.a b: not a valid HTTP header name",
+            ),
+            (
+                r#"{ type = "http", url = "http://h/", headers = { Sluice-Topic = "x" } }"#,
+                "tasks.billing.handler.headers.Sluice-Topic: Sluice-* headers",
+            ),
+        ] {
+            let problem = handler_problem(handler);
+            assert!(problem.starts_with(expected), "{handler}: {problem}");
+        }
+        let problem = handler_problem(
+            r#"{ type = "http", url = "http://h/", headers = { Token = "s3cret\n" } }"#,
+        );
+        assert!(
+            problem.starts_with("tasks.billing.handler.headers.Token: the value is not"),
+            "{problem}"
+        );
+        assert!(!problem.contains("s3cret"), "{problem}");
+    }
+
+    #[test]
+    fn handler_keys_are_strict() {
+        let text = file("").replace(
+            r#"{ type = "exec", command = ["true"] }"#,
+            r#"{ type = "http", url = "http://h/", batch = { sise = 5 } }"#,
+        );
+        assert!(ConfigFile::parse(&text)
+            .unwrap_err()
+            .to_string()
+            .starts_with("tasks.billing.handler.batch.sise: unknown key (did you mean `size`?)"));
+        let text = file("").replace(
+            r#"{ type = "exec", command = ["true"] }"#,
+            r#"{ type = "http", url = "http://h/", bdy = "json" }"#,
+        );
+        assert!(ConfigFile::parse(&text)
+            .unwrap_err()
+            .to_string()
+            .starts_with("tasks.billing.handler.bdy: unknown key (did you mean `body`?)"));
     }
 }

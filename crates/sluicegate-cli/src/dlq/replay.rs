@@ -26,6 +26,7 @@ use super::TaskArgs;
 use crate::config::TaskPlan;
 use crate::exit::usage;
 use crate::out;
+use crate::progress::Progress;
 
 /// Deliveries awaited at once.
 const IN_FLIGHT: usize = 64;
@@ -99,8 +100,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         ProduceError::Options(problem) => usage(problem.to_string()),
         other => anyhow!(other),
     })?;
-    let outcomes = runtime.block_on(send(&producer, &replays));
+    let mut progress = Progress::new("replaying", replays.len() as u64).unit("dead letters");
+    let outcomes = runtime.block_on(send(&producer, &replays, &mut progress));
     runtime.block_on(producer.shutdown(SHUTDOWN));
+    progress.finish(outcomes.len() as u64);
 
     let mut replayed: BTreeMap<&str, usize> = BTreeMap::new();
     let mut failures = Vec::new();
@@ -183,8 +186,13 @@ fn destination<'a>(
 }
 
 /// Produces every replay, awaiting the deliveries; the outcomes are in the replays' order.
-async fn send(producer: &Producer, replays: &[Replay<'_>]) -> Vec<Result<(), String>> {
-    futures_util::stream::iter(replays)
+/// `progress` counts the deliveries awaited.
+async fn send(
+    producer: &Producer,
+    replays: &[Replay<'_>],
+    progress: &mut Progress,
+) -> Vec<Result<(), String>> {
+    let mut deliveries = futures_util::stream::iter(replays)
         .map(|replay| async move {
             let letter = replay.letter;
             let mut record = match &letter.value {
@@ -203,7 +211,11 @@ async fn send(producer: &Producer, replays: &[Replay<'_>]) -> Vec<Result<(), Str
                 .map(|_| ())
                 .map_err(|error| error.to_string())
         })
-        .buffered(IN_FLIGHT)
-        .collect()
-        .await
+        .buffered(IN_FLIGHT);
+    let mut outcomes = Vec::with_capacity(replays.len());
+    while let Some(outcome) = deliveries.next().await {
+        outcomes.push(outcome);
+        progress.update(outcomes.len() as u64);
+    }
+    outcomes
 }

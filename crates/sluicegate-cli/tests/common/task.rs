@@ -123,12 +123,19 @@ command = ["sh", "{script}"]
 
     /// Starts `sluice process --stages STAGES` on the task and waits until its stages run.
     pub fn start(&self, stages: &str) -> TaskProcess {
+        self.start_with_args(stages, &[])
+    }
+
+    /// Like [`start`](Self::start), with more arguments for `sluice process`.
+    pub fn start_with_args(&self, stages: &str, more: &[&str]) -> TaskProcess {
         let stdout = self.dir.path().join(format!("{}.stdout", unique_name("p")));
         let stderr = self.dir.path().join(format!("{}.stderr", unique_name("p")));
         let child = sluice()
             .args(["process", "--config"])
             .arg(&self.config)
-            .args(["--stages", stages, &self.name])
+            .args(["--stages", stages])
+            .args(more)
+            .arg(&self.name)
             .stdin(Stdio::null())
             .stdout(fs::File::create(&stdout).expect("stdout file"))
             .stderr(fs::File::create(&stderr).expect("stderr file"))

@@ -172,6 +172,11 @@ impl Pipeline {
         self.readiness.iter().all(Readiness::is_ready)
     }
 
+    /// A handle on the readiness of every engine of the pipeline (for a health endpoint).
+    pub fn readiness(&self) -> Readiness {
+        self.readiness.iter().cloned().collect()
+    }
+
     /// Stops taking partitions, drains every processor, batcher and the failure handler,
     /// lets each engine commit and leave its group, and reports what happened.
     pub async fn shutdown(mut self) -> PipelineSummary {

@@ -419,6 +419,14 @@ impl RunningTask {
         self.stages.iter().all(|(_, pipeline)| pipeline.is_ready())
     }
 
+    /// A handle on the readiness of every stage (for a health endpoint).
+    pub fn readiness(&self) -> crate::Readiness {
+        self.stages
+            .iter()
+            .map(|(_, pipeline)| pipeline.readiness())
+            .collect()
+    }
+
     /// Shuts every stage down (each drains, commits and leaves its group), then the
     /// producer.
     pub async fn shutdown(self) -> TaskSummary {

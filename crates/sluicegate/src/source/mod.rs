@@ -95,6 +95,15 @@ impl Readiness {
     }
 }
 
+/// Several engines' readiness as one: ready when every one of them is.
+impl FromIterator<Readiness> for Readiness {
+    fn from_iter<I: IntoIterator<Item = Readiness>>(parts: I) -> Self {
+        Readiness {
+            members: parts.into_iter().flat_map(|part| part.members).collect(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Readiness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Readiness")

@@ -27,7 +27,7 @@ use super::precise_timer::{PreciseTimer, TimerHandle};
 use super::{engine_options, wait_until_done, PipelineArgs};
 use crate::bench::{fresh_group, per_second};
 use crate::exit::usage;
-use crate::progress::thousands;
+use crate::progress::{thousands, Progress};
 use crate::{out, payload, rss};
 
 /// Share of the ideal that key order with every record's own key, and unordered, must reach.
@@ -293,14 +293,15 @@ pub(super) fn run(args: &PipelineArgs) -> anyhow::Result<(Vec<ModeReport>, Laten
     let timer = PreciseTimer::start()?;
     let runtime = crate::runtime()?;
     let mut reports = Vec::new();
+    let mut progress = Progress::new("modes", modes.len() as u64).unit("modes");
     for mode in modes {
         let (topic_name, low) = topic_of(mode.keys);
-        eprintln!(
+        progress.note(&format!(
             "{}: {} records of `{topic_name}`, concurrency {}",
             mode.label(),
             thousands(args.records),
             args.concurrency
-        );
+        ));
         let run = LatencyRun {
             bootstrap: &bootstrap,
             topic: &topic_name,
@@ -346,7 +347,7 @@ pub(super) fn run(args: &PipelineArgs) -> anyhow::Result<(Vec<ModeReport>, Laten
             parallel_consumer_elapsed_s: mode.parallel_consumer_s(),
             topic: topic_name,
         };
-        eprintln!(
+        progress.note(&format!(
             "{}: {:.3} s, {} records/s, {:.3} of ideal, mean latency {:.3} ms (timer {:.3} ms late), {:.3} of \
              the measured latency's ideal, {:.1} in flight (peak {})",
             mode.label(),
@@ -358,9 +359,11 @@ pub(super) fn run(args: &PipelineArgs) -> anyhow::Result<(Vec<ModeReport>, Laten
             report.ratio_to_measured_ideal,
             report.mean_in_flight,
             report.peak_in_flight
-        );
+        ));
         reports.push(report);
+        progress.update(reports.len() as u64);
     }
+    progress.finish(reports.len() as u64);
     drop(runtime);
     drop(timer);
     drop(embedded);

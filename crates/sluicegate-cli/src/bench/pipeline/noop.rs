@@ -22,7 +22,7 @@ use crate::bench::{
     GroupTimeouts, WorkerTarget, RSS_SCOPE,
 };
 use crate::exit::usage;
-use crate::progress::thousands;
+use crate::progress::{thousands, Progress};
 use crate::topic::{self, PartitionOffsets};
 use crate::{out, payload, rss};
 
@@ -172,6 +172,8 @@ pub(super) fn run(args: &PipelineArgs) -> anyhow::Result<NoopReport> {
         args.rounds
     );
     let mut rounds = Vec::new();
+    // Three sides a round.
+    let mut progress = Progress::new("rounds", u64::from(args.rounds) * 3).unit("runs");
     for round in 0..args.rounds {
         let mut order = [NoopSide::Baseline, NoopSide::Engine, NoopSide::Pipeline];
         order.rotate_left(round as usize % 3);
@@ -194,9 +196,11 @@ pub(super) fn run(args: &PipelineArgs) -> anyhow::Result<NoopReport> {
                 measured.startup_seconds
             ));
             rounds.push(measured);
+            progress.update(rounds.len() as u64);
         }
-        eprintln!("{}", line.trim_end_matches(';'));
+        progress.note(line.trim_end_matches(';'));
     }
+    progress.finish(rounds.len() as u64);
     drop(broker);
     let rps_of = |side: NoopSide| {
         median(
