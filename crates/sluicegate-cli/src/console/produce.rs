@@ -433,17 +433,29 @@ fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// A progress bar on stderr when it is a terminal: over the file's bytes when the size is
-/// known, a spinner otherwise, with records and the rate.
+/// Progress on stderr: a bar when it is a terminal (over the file's bytes when the size is
+/// known, a spinner otherwise, with records and the rate), a plain line every few seconds
+/// otherwise (the summary line follows at the end either way).
 struct ProduceProgress {
-    bar: Option<ProgressBar>,
+    view: Option<ProduceView>,
     started: Instant,
     last_update: Instant,
 }
 
+enum ProduceView {
+    Bar(ProgressBar),
+    Lines,
+}
+
+/// Interval between plain progress lines when stderr is not a terminal.
+const PLAIN_EVERY: Duration = Duration::from_secs(5);
+
 impl ProduceProgress {
     fn new(input_len: Option<u64>, quiet: bool) -> Self {
-        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+        let view = (!quiet).then(|| {
+            if !std::io::stderr().is_terminal() {
+                return ProduceView::Lines;
+            }
             let (bar, template) = match input_len {
                 Some(len) => (
                     ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr()),
@@ -459,33 +471,43 @@ impl ProduceProgress {
                 .progress_chars("=> ");
             bar.set_style(style);
             bar.enable_steady_tick(Duration::from_millis(200));
-            bar
+            ProduceView::Bar(bar)
         });
         Self {
-            bar,
+            view,
             started: Instant::now(),
             last_update: Instant::now(),
         }
     }
 
     fn update(&mut self, records: u64, bytes_read: u64) {
-        let Some(bar) = &self.bar else { return };
-        if self.last_update.elapsed() < Duration::from_millis(100) {
+        let every = match &self.view {
+            None => return,
+            Some(ProduceView::Bar(_)) => Duration::from_millis(100),
+            Some(ProduceView::Lines) => PLAIN_EVERY,
+        };
+        if self.last_update.elapsed() < every {
             return;
         }
         self.last_update = Instant::now();
         let seconds = self.started.elapsed().as_secs_f64().max(1e-6);
-        bar.set_position(bytes_read);
-        bar.set_message(format!(
-            "· {} records · {} records/s · {}",
+        let figures = format!(
+            "{} records · {} records/s · {}",
             thousands(records),
             thousands((records as f64 / seconds) as u64),
             show_duration(Duration::from_secs(self.started.elapsed().as_secs()))
-        ));
+        );
+        match &self.view {
+            Some(ProduceView::Bar(bar)) => {
+                bar.set_position(bytes_read);
+                bar.set_message(format!("· {figures}"));
+            }
+            _ => eprintln!("producing: {figures}"),
+        }
     }
 
     fn finish(self) {
-        if let Some(bar) = self.bar {
+        if let Some(ProduceView::Bar(bar)) = self.view {
             bar.finish_and_clear();
         }
     }
