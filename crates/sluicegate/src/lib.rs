@@ -43,6 +43,7 @@ mod options;
 pub mod pipeline;
 pub mod producer;
 mod record;
+mod refusal;
 pub mod retry;
 mod source;
 #[cfg(feature = "testing")]

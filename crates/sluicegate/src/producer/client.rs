@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
@@ -15,6 +16,7 @@ use tokio::sync::{oneshot, Notify};
 
 use super::options::ResolvedOptions;
 use super::{Delivery, ProduceError, ProduceRecord, ProducerStats};
+use crate::refusal::{self, Refusal};
 
 /// How often the delivery thread looks for its stop flag when nothing is delivered.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -40,6 +42,8 @@ pub(crate) struct Shared {
     delivered: AtomicU64,
     failed: AtomicU64,
     failure_log: Mutex<FailureLog>,
+    /// Set when the brokers refused the client's credentials or TLS handshake.
+    refusal: Refusal,
 }
 
 #[derive(Default)]
@@ -91,7 +95,39 @@ pub(crate) struct DeliveryContext {
     shared: Arc<Shared>,
 }
 
-impl ClientContext for DeliveryContext {}
+impl ClientContext for DeliveryContext {
+    /// A refused login or TLS handshake does not heal: the records waiting for a delivery
+    /// report fail now, and new records are refused (see [`Client::enqueue`]).
+    fn error(&self, error: KafkaError, reason: &str) {
+        if self.shared.refusal.note(&error, reason) {
+            self.fail_waiting(reason);
+        } else {
+            tracing::warn!(%error, reason, "producer client error");
+        }
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        refusal::forward_log(level, facility, message);
+        let first = self.shared.refusal.reason().is_none();
+        if self.shared.refusal.note_log(facility, message) && first {
+            self.fail_waiting(message);
+        }
+    }
+}
+
+impl DeliveryContext {
+    /// Fails every record waiting for its delivery report: the brokers refused the client.
+    fn fail_waiting(&self, reason: &str) {
+        tracing::error!(
+            reason,
+            "the brokers refused the producer's credentials or TLS handshake"
+        );
+        let waiting: Vec<Waiter> = self.shared.lock_waiters().drain().map(|(_, w)| w).collect();
+        for waiter in waiting {
+            let _ = waiter.send(Err(ProduceError::Refused(reason.to_string())));
+        }
+    }
+}
 
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = usize;
@@ -195,6 +231,9 @@ impl Client {
     ) -> Result<(), ProduceError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(ProduceError::ShutDown);
+        }
+        if let Some(reason) = self.shared.refusal.reason() {
+            return Err(ProduceError::Refused(reason));
         }
         let id = match waiter {
             Some(waiter) => {

@@ -160,6 +160,10 @@ pub enum ProduceError {
         /// librdkafka's reason.
         reason: String,
     },
+    /// The brokers refused the producer's credentials or TLS handshake (wrong password,
+    /// untrusted certificate): nothing is sent until the settings are fixed.
+    #[error("the brokers refused the connection: {0}")]
+    Refused(String),
     /// The producer was shut down.
     #[error("the producer is shut down")]
     ShutDown,

@@ -43,6 +43,7 @@ use tokio::sync::mpsc;
 use crate::commit;
 use crate::options::{ConsumerOptions, OptionsError};
 use crate::record::{Offset, TopicPartition};
+use crate::refusal::Refusal;
 use instruments::GroupState;
 use member::{EngineCounters, Member, PartitionRegistry};
 pub use partition::{AckError, Acknowledger, PartitionStream};
@@ -63,6 +64,15 @@ pub enum EngineError {
         waited: Duration,
         /// The last error the client reported.
         last_error: String,
+    },
+    /// The brokers refused this client's credentials or its TLS handshake failed (wrong
+    /// password, untrusted certificate...); start-up does not retry that.
+    #[error("cannot connect to {bootstrap_servers}: {reason}")]
+    Authentication {
+        /// The bootstrap servers tried.
+        bootstrap_servers: String,
+        /// librdkafka's reason.
+        reason: String,
     },
     /// A subscribed topic does not exist on the cluster.
     #[error("topic `{topic}` does not exist on {bootstrap_servers}")]
@@ -282,13 +292,25 @@ impl ConsumerEngine {
 fn check_cluster(options: &ConsumerOptions) -> Result<(), EngineError> {
     let mut config = member::client_config(options);
     config.set("group.id", format!("{}-probe", options.group_id));
-    let probe: BaseConsumer = config
-        .create()
+    let probe: BaseConsumer<ProbeContext> = config
+        .create_with_context(ProbeContext::default())
         .map_err(|error| EngineError::Client(error.to_string()))?;
     let started = Instant::now();
     let metadata = loop {
         let remaining = options.connect_timeout.saturating_sub(started.elapsed());
-        match probe.fetch_metadata(None, remaining.min(Duration::from_secs(5))) {
+        let outcome = probe.fetch_metadata(None, remaining.min(Duration::from_secs(5)));
+        if outcome.is_err() {
+            // Serves the client's queued log lines and errors, where a refused login shows
+            // up (a zero timeout would serve one event only).
+            let _ = probe.poll(Duration::from_millis(100));
+        }
+        if let Some(reason) = probe.context().refusal.reason() {
+            return Err(EngineError::Authentication {
+                bootstrap_servers: options.bootstrap_servers.clone(),
+                reason,
+            });
+        }
+        match outcome {
             Ok(metadata) => break metadata,
             Err(error) if remaining > Duration::from_secs(5) => {
                 tracing::warn!(bootstrap_servers = %options.bootstrap_servers, %error, "broker unreachable; retrying");
@@ -315,3 +337,25 @@ fn check_cluster(options: &ConsumerOptions) -> Result<(), EngineError> {
     }
     Ok(())
 }
+
+/// The start-up probe's client context: remembers a refused login or TLS handshake, which
+/// librdkafka reports through the error callback while it keeps retrying.
+#[derive(Default)]
+struct ProbeContext {
+    refusal: Refusal,
+}
+
+impl rdkafka::ClientContext for ProbeContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        self.refusal.note_log(facility, message);
+        crate::refusal::forward_log(level, facility, message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if !self.refusal.note(&error, reason) {
+            tracing::debug!(%error, reason, "start-up probe: client error");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ProbeContext {}

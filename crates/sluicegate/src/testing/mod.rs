@@ -30,7 +30,7 @@ pub use broker::TestBroker;
 pub use clients::{
     committed_offset, consumer_config, produce_records, producer_config, TestRecord,
 };
-pub use tansu::{tansu, TansuBroker};
+pub use tansu::{tansu, tansu_with_authentication, TansuBroker, SCRAM_USER};
 
 /// A name no other test (in this or another test process) uses, for topics and groups:
 /// `prefix` followed by the process id, a counter and the clock's nanoseconds, e.g.

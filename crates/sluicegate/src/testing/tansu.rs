@@ -82,13 +82,98 @@ impl TansuBroker {
 /// remembered: later calls panic with the same message instead of trying again.
 pub fn tansu() -> &'static TansuBroker {
     static TANSU: OnceLock<Result<TansuBroker, String>> = OnceLock::new();
-    match TANSU.get_or_init(start) {
+    match TANSU.get_or_init(|| start(&[], None)) {
         Ok(broker) => broker,
         Err(message) => panic!("{message}"),
     }
 }
 
-fn start() -> Result<TansuBroker, String> {
+/// A SCRAM-SHA-256 user of [`tansu_with_authentication`].
+pub const SCRAM_USER: (&str, &str) = ("alice", "wonderland-7f3c");
+
+/// A second tansu broker of this test binary that requires SASL authentication, started on
+/// first use: user [`SCRAM_USER`] with mechanism SCRAM-SHA-256 (tansu 0.6.0 offers SCRAM
+/// only, not PLAIN). Otherwise as [`tansu()`].
+///
+/// # Panics
+///
+/// As [`tansu()`], or if the user cannot be created.
+pub fn tansu_with_authentication() -> &'static TansuBroker {
+    static TANSU: OnceLock<Result<TansuBroker, String>> = OnceLock::new();
+    match TANSU.get_or_init(start_with_users) {
+        Ok(broker) => broker,
+        Err(message) => panic!("{message}"),
+    }
+}
+
+/// Creates the user on an unauthenticated broker over the database (tansu refuses user
+/// changes from unauthenticated clients once it requires authentication), then runs the
+/// broker that requires authentication over the same database.
+fn start_with_users() -> Result<TansuBroker, String> {
+    let binary = find_binary()?;
+    let dir = tempfile::Builder::new()
+        .prefix("sluicegate-tansu-users-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a temporary directory for tansu: {e}"))?;
+    let port = free_port()?;
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut setup = Command::new(&binary)
+        .current_dir(dir.path())
+        .args(["broker", "--listener-url", &url])
+        .args(["--advertised-listener-url", &url])
+        .args(["--storage-engine", "sqlite://tansu.db"])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start tansu ({}): {e}", binary.display()))?;
+    let created = wait_for_port(port).and_then(|()| {
+        let (name, password) = SCRAM_USER;
+        let status = Command::new(&binary)
+            .args([
+                "user",
+                "create",
+                "--broker",
+                &url,
+                "--mechanism",
+                "scram256",
+            ])
+            .args([name, password])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| format!("cannot run tansu user create: {e}"))?;
+        status
+            .success()
+            .then_some(())
+            .ok_or_else(|| format!("tansu user create failed: {status}"))
+    });
+    // SIGINT: tansu stops at once and leaves its database complete.
+    let _ = Command::new("kill")
+        .args(["-INT", &setup.id().to_string()])
+        .status();
+    let _ = setup.wait();
+    created?;
+    start(&["--authentication"], Some(dir.path()))
+}
+
+fn wait_for_port(port: u16) -> Result<(), String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + START_TIMEOUT;
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "tansu did not listen on {addr} within {START_TIMEOUT:?}"
+            ));
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Starts tansu with `extra_args`, over a copy of the database in `seed` if given.
+fn start(extra_args: &[&str], seed: Option<&Path>) -> Result<TansuBroker, String> {
     let binary = find_binary()?;
     let dir = tempfile::Builder::new()
         .prefix("sluicegate-tansu-")
@@ -96,6 +181,14 @@ fn start() -> Result<TansuBroker, String> {
         .map_err(|e| format!("cannot create a temporary directory for tansu: {e}"))?
         // The watchdog removes it once the test process is gone (statics are never dropped).
         .keep();
+    if let Some(seed) = seed {
+        for file in ["tansu.db", "tansu.db-wal", "tansu.db-shm"] {
+            if seed.join(file).exists() {
+                fs::copy(seed.join(file), dir.join(file))
+                    .map_err(|e| format!("cannot copy tansu's database {file}: {e}"))?;
+            }
+        }
+    }
     let port = free_port()?;
     let url = format!("tcp://127.0.0.1:{port}");
     let log_level = env::var("SLUICEGATE_TANSU_LOG").unwrap_or_else(|_| "warn".to_owned());
@@ -109,6 +202,7 @@ fn start() -> Result<TansuBroker, String> {
         .args(["broker", "--listener-url", &url])
         .args(["--advertised-listener-url", &url])
         .args(["--storage-engine", "sqlite://tansu.db"])
+        .args(extra_args)
         .env("RUST_LOG", log_level)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
