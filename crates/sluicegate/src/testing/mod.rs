@@ -22,6 +22,7 @@
 mod broker;
 mod clients;
 mod tansu;
+mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -31,6 +32,7 @@ pub use clients::{
     committed_offset, consumer_config, produce_records, producer_config, TestRecord,
 };
 pub use tansu::{tansu, tansu_with_authentication, TansuBroker, SCRAM_USER};
+pub use tls::{tansu_with_tls, TlsTansu};
 
 /// A name no other test (in this or another test process) uses, for topics and groups:
 /// `prefix` followed by the process id, a counter and the clock's nanoseconds, e.g.

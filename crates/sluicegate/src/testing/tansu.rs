@@ -82,7 +82,7 @@ impl TansuBroker {
 /// remembered: later calls panic with the same message instead of trying again.
 pub fn tansu() -> &'static TansuBroker {
     static TANSU: OnceLock<Result<TansuBroker, String>> = OnceLock::new();
-    match TANSU.get_or_init(|| start(&[], None)) {
+    match TANSU.get_or_init(|| start(&Setup::default())) {
         Ok(broker) => broker,
         Err(message) => panic!("{message}"),
     }
@@ -155,7 +155,11 @@ fn start_with_users() -> Result<TansuBroker, String> {
         .status();
     let _ = setup.wait();
     created?;
-    start(&["--authentication"], Some(dir.path()))
+    start(&Setup {
+        extra_args: &["--authentication"],
+        seed: Some(dir.path()),
+        ..Setup::default()
+    })
 }
 
 fn wait_for_port(port: u16) -> Result<(), String> {
@@ -172,8 +176,24 @@ fn wait_for_port(port: u16) -> Result<(), String> {
     Ok(())
 }
 
-/// Starts tansu with `extra_args`, over a copy of the database in `seed` if given.
-fn start(extra_args: &[&str], seed: Option<&Path>) -> Result<TansuBroker, String> {
+/// How to start a tansu broker.
+#[derive(Default)]
+pub(super) struct Setup<'a> {
+    /// More arguments of `tansu broker`.
+    pub extra_args: &'a [&'a str],
+    /// A directory whose database the broker starts from (a copy of it).
+    pub seed: Option<&'a Path>,
+    /// The port to advertise to clients instead of the one tansu listens on (a proxy's).
+    pub advertised_port: Option<u16>,
+}
+
+/// Starts a tansu broker as `setup` says.
+pub(super) fn start(setup: &Setup<'_>) -> Result<TansuBroker, String> {
+    let Setup {
+        extra_args,
+        seed,
+        advertised_port,
+    } = *setup;
     let binary = find_binary()?;
     let dir = tempfile::Builder::new()
         .prefix("sluicegate-tansu-")
@@ -191,6 +211,7 @@ fn start(extra_args: &[&str], seed: Option<&Path>) -> Result<TansuBroker, String
     }
     let port = free_port()?;
     let url = format!("tcp://127.0.0.1:{port}");
+    let advertised = format!("tcp://127.0.0.1:{}", advertised_port.unwrap_or(port));
     let log_level = env::var("SLUICEGATE_TANSU_LOG").unwrap_or_else(|_| "warn".to_owned());
     let watchdog = Command::new("sh")
         .arg("-c")
@@ -200,7 +221,7 @@ fn start(extra_args: &[&str], seed: Option<&Path>) -> Result<TansuBroker, String
         .arg(&dir)
         .arg(&binary)
         .args(["broker", "--listener-url", &url])
-        .args(["--advertised-listener-url", &url])
+        .args(["--advertised-listener-url", &advertised])
         .args(["--storage-engine", "sqlite://tansu.db"])
         .args(extra_args)
         .env("RUST_LOG", log_level)
@@ -224,7 +245,7 @@ fn start(extra_args: &[&str], seed: Option<&Path>) -> Result<TansuBroker, String
     Ok(broker)
 }
 
-fn find_binary() -> Result<PathBuf, String> {
+pub(super) fn find_binary() -> Result<PathBuf, String> {
     if let Some(path) = env::var_os("SLUICEGATE_TANSU") {
         let path = PathBuf::from(path);
         return if path.is_file() {
@@ -259,7 +280,7 @@ fn find_binary() -> Result<PathBuf, String> {
 }
 
 /// A port that was free a moment ago (tansu binds it right after).
-fn free_port() -> Result<u16, String> {
+pub(super) fn free_port() -> Result<u16, String> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .map_err(|e| format!("cannot bind 127.0.0.1:0 to find a free port for tansu: {e}"))?;
     listener
