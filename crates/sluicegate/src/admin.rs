@@ -6,11 +6,13 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::metadata::Metadata;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
 use crate::options::ConsumerOptions;
+use crate::refusal::RefusalContext;
 
 /// Why the topics a task needs are not there.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,12 +40,12 @@ pub(crate) async fn ensure_topics(
     for (key, value) in &options.librdkafka {
         config.set(key, value);
     }
-    let admin: Arc<AdminClient<DefaultClientContext>> = Arc::new(
+    let probe: Arc<BaseConsumer<RefusalContext>> = Arc::new(
         config
-            .create()
-            .map_err(|error| TopicSetupError::Cluster(format!("admin client: {error}")))?,
+            .create_with_context(RefusalContext::default())
+            .map_err(|error| TopicSetupError::Cluster(format!("metadata client: {error}")))?,
     );
-    let metadata = fetch_metadata(&admin).await?;
+    let metadata = fetch_metadata(&probe).await?;
     let mut missing = Vec::new();
     for (input, derived) in wanted {
         let partitions =
@@ -71,6 +73,9 @@ pub(crate) async fn ensure_topics(
         topic: topic.to_string(),
         reason: format!("could not create it: {reason}"),
     };
+    let admin: AdminClient<DefaultClientContext> = config
+        .create()
+        .map_err(|error| TopicSetupError::Cluster(format!("admin client: {error}")))?;
     let results = admin
         .create_topics(
             &missing,
@@ -87,19 +92,32 @@ pub(crate) async fn ensure_topics(
         }
     }
     let created: Vec<String> = missing.iter().map(|topic| topic.name.to_string()).collect();
-    wait_until_visible(&admin, &created).await?;
+    wait_until_visible(&probe, &created).await?;
     tracing::info!(topics = ?created, "created retry and dead-letter topics");
     Ok(created)
 }
 
+/// The cluster's metadata; a refused login or TLS handshake is reported as such.
 async fn fetch_metadata(
-    admin: &Arc<AdminClient<DefaultClientContext>>,
+    probe: &Arc<BaseConsumer<RefusalContext>>,
 ) -> Result<Metadata, TopicSetupError> {
-    let admin = admin.clone();
-    tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, REQUEST_TIMEOUT))
-        .await
-        .map_err(|error| TopicSetupError::Cluster(error.to_string()))?
-        .map_err(|error| TopicSetupError::Cluster(format!("cluster metadata: {error}")))
+    let probe = probe.clone();
+    tokio::task::spawn_blocking(move || {
+        probe
+            .fetch_metadata(None, REQUEST_TIMEOUT)
+            .map_err(|error| {
+                // Serves the queued log lines and errors, where a refused login shows up.
+                let _ = probe.poll(Duration::from_millis(100));
+                match probe.context().refusal.reason() {
+                    Some(reason) => TopicSetupError::Cluster(format!(
+                        "the brokers refused the connection: {reason}"
+                    )),
+                    None => TopicSetupError::Cluster(format!("cluster metadata: {error}")),
+                }
+            })
+    })
+    .await
+    .map_err(|error| TopicSetupError::Cluster(error.to_string()))?
 }
 
 fn partition_count(metadata: &Metadata, topic: &str) -> Option<usize> {
@@ -114,12 +132,12 @@ fn partition_count(metadata: &Metadata, topic: &str) -> Option<usize> {
 /// New topics take a moment to appear, with a leader for each partition, in every broker's
 /// metadata; consumers subscribing before that would find them missing.
 async fn wait_until_visible(
-    admin: &Arc<AdminClient<DefaultClientContext>>,
+    probe: &Arc<BaseConsumer<RefusalContext>>,
     topics: &[String],
 ) -> Result<(), TopicSetupError> {
     let started = Instant::now();
     loop {
-        let metadata = fetch_metadata(admin).await?;
+        let metadata = fetch_metadata(probe).await?;
         let led = |topic: &&String| {
             metadata.topics().iter().any(|known| {
                 known.name() == topic.as_str()

@@ -69,6 +69,28 @@ impl Refusal {
     }
 }
 
+/// A client context that watches for a refusal (for short-lived clients: the engine's
+/// start-up probe, the admin client).
+#[derive(Debug, Default)]
+pub(crate) struct RefusalContext {
+    pub refusal: Refusal,
+}
+
+impl rdkafka::ClientContext for RefusalContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.refusal.note_log(facility, message);
+        forward_log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !self.refusal.note(&error, reason) {
+            tracing::debug!(%error, reason, "client error");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for RefusalContext {}
+
 /// Logs a librdkafka log line through `tracing`, as rust-rdkafka's default log callback does;
 /// for contexts that look at log lines themselves.
 pub(crate) fn forward_log(level: RDKafkaLogLevel, facility: &str, message: &str) {

@@ -257,3 +257,30 @@ async fn an_untrusted_certificate_fails_at_once_with_the_reason() {
     assert!(matches!(refused, ProduceError::Refused(_)), "{refused:?}");
     producer.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_task_with_a_wrong_password_does_not_start() {
+    init_tracing();
+    let wrong = "not-the-password-5e0d";
+    let pipeline = Pipeline::builder(()).handle_message(|_, message| async move { Ok(message) });
+    let task = sluicegate::retry::RetryTask::new(
+        consumer("any-topic", wrong),
+        sluicegate::retry::RetryPolicy::delays([Duration::from_secs(1)]).unwrap(),
+        pipeline,
+    );
+    let started = Instant::now();
+    let error = match task.start(&sluicegate::retry::Stages::All).await {
+        Ok(_) => panic!("the task started with a wrong password"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.contains("refused the connection") && error.contains("SASL"),
+        "{error}"
+    );
+    assert!(!error.contains(wrong), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -43,7 +43,7 @@ use tokio::sync::mpsc;
 use crate::commit;
 use crate::options::{ConsumerOptions, OptionsError};
 use crate::record::{Offset, TopicPartition};
-use crate::refusal::Refusal;
+use crate::refusal::RefusalContext;
 use instruments::GroupState;
 use member::{EngineCounters, Member, PartitionRegistry};
 pub use partition::{AckError, Acknowledger, PartitionStream};
@@ -292,8 +292,8 @@ impl ConsumerEngine {
 fn check_cluster(options: &ConsumerOptions) -> Result<(), EngineError> {
     let mut config = member::client_config(options);
     config.set("group.id", format!("{}-probe", options.group_id));
-    let probe: BaseConsumer<ProbeContext> = config
-        .create_with_context(ProbeContext::default())
+    let probe: BaseConsumer<RefusalContext> = config
+        .create_with_context(RefusalContext::default())
         .map_err(|error| EngineError::Client(error.to_string()))?;
     let started = Instant::now();
     let metadata = loop {
@@ -337,25 +337,3 @@ fn check_cluster(options: &ConsumerOptions) -> Result<(), EngineError> {
     }
     Ok(())
 }
-
-/// The start-up probe's client context: remembers a refused login or TLS handshake, which
-/// librdkafka reports through the error callback while it keeps retrying.
-#[derive(Default)]
-struct ProbeContext {
-    refusal: Refusal,
-}
-
-impl rdkafka::ClientContext for ProbeContext {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
-        self.refusal.note_log(facility, message);
-        crate::refusal::forward_log(level, facility, message);
-    }
-
-    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        if !self.refusal.note(&error, reason) {
-            tracing::debug!(%error, reason, "start-up probe: client error");
-        }
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for ProbeContext {}
