@@ -6,7 +6,6 @@
 //! processes with the same stages share a stage's partitions.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -17,10 +16,11 @@ use sluicegate::retry::{RetryError, RetryMode, RetryTask, Stages, TaskSummary};
 use sluicegate::{Readiness, Record};
 use tokio::sync::Notify;
 
-use crate::config::{ConfigFile, TaskPlan};
+use crate::config::{ConfigArgs, TaskPlan};
 use crate::console::stop_on_signal;
 use crate::exit::usage;
-use crate::handlers::Handler;
+use crate::handlers::registry::Registry;
+use crate::handlers::DynHandler;
 use crate::observe;
 use crate::out;
 
@@ -34,13 +34,17 @@ Start one process with --stages 0 and another with --stages 1-3 to run them apar
 Stops on SIGINT or SIGTERM: records in flight finish, offsets are committed, and a summary is \
 printed. A second signal ends the process at once.
 
+Configuration: SLUICE__* environment variables override the file \
+(SLUICE__TASKS__BILLING__CONCURRENCY=8: `__` between keys), and --set flags override both; \
+sluice config check FILE lists every problem of a file.
+
 Examples:
   sluice process --config tasks.toml billing
-  sluice process --config tasks.toml --stages 1-3 billing")]
+  sluice process --config tasks.toml --stages 1-3 billing
+  sluice process --config tasks.toml --set tasks.billing.concurrency=16 billing")]
 pub struct ProcessArgs {
-    /// The configuration file (TOML).
-    #[arg(long, short = 'c', value_name = "FILE")]
-    config: PathBuf,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// The stages to run: 0, 1-5, all, or a comma list such as 0,2-3.
     #[arg(long, value_name = "SPEC", default_value = "all")]
     stages: Stages,
@@ -52,16 +56,18 @@ pub struct ProcessArgs {
     task: String,
 }
 
-pub fn run(args: ProcessArgs) -> anyhow::Result<()> {
-    let file = ConfigFile::load(&args.config)?;
-    let in_file = |problem: String| usage(format!("{}: {problem}", args.config.display()));
-    let plan = file
-        .plan(&args.task)
-        .map_err(|error| in_file(error.to_string()))?;
-    let handler = Handler::start(&plan.handler).map_err(|error| {
+pub fn run(args: ProcessArgs, registry: &Registry) -> anyhow::Result<()> {
+    let plan = args.config.plan(&args.task, registry)?;
+    let in_file = |problem: String| usage(format!("{}: {problem}", args.config.config.display()));
+    let handler = crate::handlers::start(&plan.handler, registry).map_err(|error| {
+        let key = if error.key.is_empty() {
+            String::new()
+        } else {
+            format!(".{}", error.key)
+        };
         in_file(format!(
-            "tasks.{}.handler.{}: {}",
-            plan.name, error.key, error.problem
+            "tasks.{}.handler{key}: {}",
+            plan.name, error.problem
         ))
     })?;
     let task = retry_task(&plan, handler);
@@ -111,15 +117,17 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<()> {
 
 /// The library task for `plan`: its pipeline runs `handler` on every record, or, when the
 /// handler takes batches, routes every record to one batcher whose batches it handles.
-fn retry_task(plan: &TaskPlan, handler: Handler) -> RetryTask<Handler> {
+fn retry_task(plan: &TaskPlan, handler: Box<dyn DynHandler>) -> RetryTask<Box<dyn DynHandler>> {
     /// The one batcher of a batching handler.
     const BATCHER: &str = "handler";
     let mut pipeline = Pipeline::builder(handler).order(plan.order);
     pipeline = match plan.handler.batch {
-        None => pipeline.handle_message(|handler: Arc<Handler>, message: Message| async move {
-            handler.handle(message.data()).await?;
-            Ok(message)
-        }),
+        None => pipeline.handle_message(
+            |handler: Arc<Box<dyn DynHandler>>, message: Message| async move {
+                handler.handle(message.data()).await?;
+                Ok(message)
+            },
+        ),
         Some(batch) => {
             // As many batches in flight as records would be: the task's concurrency.
             let concurrency = plan.concurrency.unwrap_or_else(default_concurrency);
@@ -132,10 +140,13 @@ fn retry_task(plan: &TaskPlan, handler: Handler) -> RetryTask<Handler> {
                     |_, message: Message| async move { Ok(message.put_batcher(BATCHER)) },
                 )
                 .batcher(BATCHER, options)
-                .handle_batch(|handler: Arc<Handler>, batch: Batch| async move {
-                    let records: Vec<&Record> = batch.messages.iter().map(Message::data).collect();
-                    handler.handle_batch(&records).await
-                })
+                .handle_batch(
+                    |handler: Arc<Box<dyn DynHandler>>, batch: Batch| async move {
+                        let records: Vec<&Record> =
+                            batch.messages.iter().map(Message::data).collect();
+                        handler.handle_batch(&records).await
+                    },
+                )
         }
     };
     if let Some(concurrency) = plan.concurrency {

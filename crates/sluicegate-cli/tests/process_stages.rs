@@ -275,7 +275,7 @@ fn a_bad_configuration_exits_2_naming_the_key() {
     std::fs::write(
         &config,
         r#"
-[cluster]
+[clusters.main]
 bootstrap_servers = "127.0.0.1:9"
 
 [tasks.billing]
@@ -296,7 +296,7 @@ handler = { type = "exec", command = ["true"] }
         .replace("5 parsecs", "5s");
     std::fs::write(&config, good).unwrap();
     let outcome = common::run(&["process", "--config", &config, "biling"], b"");
-    outcome.assert_one_line_error(2, "tasks.biling: no such task (the file has billing)");
+    outcome.assert_one_line_error(2, "tasks.biling: no such task (did you mean `billing`?)");
     let outcome = common::run(
         &["process", "--config", &config, "--stages", "4", "billing"],
         b"",

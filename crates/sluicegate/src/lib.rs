@@ -61,8 +61,3 @@ pub use source::{
     AckError, Acknowledger, ConsumerEngine, EngineError, EngineStats, PartitionStream, Readiness,
     ShutdownSummary,
 };
-
-/// The README's code blocks, compiled as doctests so the README cannot drift from the API.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;

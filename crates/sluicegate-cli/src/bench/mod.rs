@@ -7,7 +7,7 @@
 //! broker's.
 
 mod backlog;
-mod child_broker;
+pub mod child_broker;
 mod consume;
 mod pipeline;
 mod produce;

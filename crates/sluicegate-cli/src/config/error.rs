@@ -2,15 +2,18 @@
 
 use std::fmt;
 
-/// A bad configuration: the key path at fault, what is wrong, and the line when known.
+use super::path::{line_of, one_line, KeyPath, Segment};
+
+/// A bad configuration: the key path at fault, what is wrong, and where it was set (a line of
+/// the file, or the override that set it) when known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     /// `tasks.billing.retry_delays[1]`; empty for a problem with the file as a whole.
     pub path: String,
     /// What is wrong.
     pub problem: String,
-    /// The line (1-based) the problem was found on, when known.
-    pub line: Option<usize>,
+    /// `line 7`, or `from SLUICE__TASKS__BILLING__CONCURRENCY`, when known.
+    pub at: Option<String>,
 }
 
 impl fmt::Display for ConfigError {
@@ -19,8 +22,8 @@ impl fmt::Display for ConfigError {
             write!(f, "{}: ", self.path)?;
         }
         f.write_str(&self.problem)?;
-        if let Some(line) = self.line {
-            write!(f, " (line {line})")?;
+        if let Some(at) = &self.at {
+            write!(f, " ({at})")?;
         }
         Ok(())
     }
@@ -34,8 +37,13 @@ impl ConfigError {
         Self {
             path: path.into(),
             problem: problem.into(),
-            line: None,
+            at: None,
         }
+    }
+
+    /// A problem with the value at `path`.
+    pub fn at(path: KeyPath, problem: impl Into<String>) -> Self {
+        Self::new(path.to_string(), problem)
     }
 
     /// The file is not valid TOML.
@@ -43,59 +51,41 @@ impl ConfigError {
         Self {
             path: String::new(),
             problem: one_line(error.message()),
-            line: error.span().map(|span| line_of(text, span.start)),
+            at: error
+                .span()
+                .map(|span| format!("line {}", line_of(text, span.start))),
         }
     }
 
-    /// The TOML does not fit the schema: the path comes from `serde_path_to_error`; unknown
-    /// and missing keys are reworded (with a did-you-mean for a near miss).
-    pub fn from_serde(text: &str, error: &serde_path_to_error::Error<toml::de::Error>) -> Self {
-        let inner = error.inner();
-        let mut path = match error.path().to_string() {
-            root if root == "." => String::new(),
-            path => path,
-        };
-        let message = one_line(inner.message());
-        let problem = if let Some((unknown, expected)) = unknown_field(&message) {
-            // serde_path_to_error names the unknown key already.
-            if path.rsplit('.').next() != Some(unknown) {
-                if !path.is_empty() {
-                    path.push('.');
+    /// The key path, as segments (`a.b[1]` is `a`, `b`, 1), to find its line.
+    pub fn key_path(&self) -> KeyPath {
+        let mut path = KeyPath::default();
+        for part in self.path.split('.') {
+            let (key, indexes) = part.split_once('[').unwrap_or((part, ""));
+            if !key.is_empty() {
+                path.0.push(Segment::Key(key.to_owned()));
+            }
+            for index in indexes.split('[') {
+                if let Ok(index) = index.trim_end_matches(']').parse() {
+                    path.0.push(Segment::Index(index));
                 }
-                path.push_str(unknown);
             }
-            match closest(unknown, &expected) {
-                Some(near) => format!("unknown key (did you mean `{near}`?)"),
-                None if expected.is_empty() => "unknown key".to_owned(),
-                None => format!("unknown key (expected one of {})", quoted(&expected)),
-            }
-        } else if let Some(missing) = message
-            .strip_prefix("missing field `")
-            .and_then(|rest| rest.strip_suffix('`'))
-        {
-            format!("missing key `{missing}`")
-        } else {
-            message
-        };
-        Self {
-            path,
-            problem,
-            line: inner.span().map(|span| line_of(text, span.start)),
         }
+        path
     }
 }
 
-/// serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a`", or "there are
-/// no fields"): the unknown name and the expected ones.
-fn unknown_field(message: &str) -> Option<(&str, Vec<&str>)> {
-    let rest = message.strip_prefix("unknown field `")?;
-    let (unknown, rest) = rest.split_once('`')?;
-    let expected = rest.split('`').skip(1).step_by(2).collect();
-    Some((unknown, expected))
+/// The name among `candidates` nearest to `unknown`, if it is a likely typo of it.
+pub fn did_you_mean<'a>(
+    unknown: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let candidates: Vec<&str> = candidates.into_iter().collect();
+    closest(unknown, &candidates)
 }
 
 /// The expected name nearest to `unknown`, if it is a likely typo of it.
-fn closest<'a>(unknown: &str, expected: &[&'a str]) -> Option<&'a str> {
+pub fn closest<'a>(unknown: &str, expected: &[&'a str]) -> Option<&'a str> {
     expected
         .iter()
         .map(|candidate| (edit_distance(unknown, candidate), *candidate))
@@ -104,44 +94,38 @@ fn closest<'a>(unknown: &str, expected: &[&'a str]) -> Option<&'a str> {
         .map(|(_, candidate)| candidate)
 }
 
-/// Levenshtein distance between two short strings.
+/// Edit distance between two short strings, a swap of neighbours counting as one edit
+/// (optimal string alignment).
 fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = previous[j] + usize::from(ca != *cb);
-            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
+    let mut rows = vec![(0..=b.len()).collect::<Vec<usize>>()];
+    for i in 1..=a.len() {
+        let mut row = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (rows[i - 1][j] + 1)
+                .min(row[j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            row[j] = best;
         }
-        previous = current;
+        rows.push(row);
     }
-    previous[b.len()]
+    rows[a.len()][b.len()]
 }
 
-fn quoted(names: &[&str]) -> String {
+/// Names in backquotes, comma-separated.
+pub fn quoted(names: &[&str]) -> String {
     let quoted: Vec<String> = names.iter().map(|name| format!("`{name}`")).collect();
     quoted.join(", ")
 }
 
-fn one_line(message: &str) -> String {
-    let lines: Vec<&str> = message
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .collect();
-    lines.join("; ")
-}
-
-/// The 1-based line of byte `offset` in `text`.
-fn line_of(text: &str, offset: usize) -> usize {
-    text.get(..offset)
-        .map_or(0, |before| before.matches('\n').count())
-        + 1
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::path::unknown_field;
     use super::*;
 
     #[test]
@@ -151,6 +135,12 @@ mod tests {
         assert_eq!(closest("topic", &expected), Some("topics"));
         assert_eq!(closest("colour", &expected), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("exce", "exec"), 1);
+        assert_eq!(closest("mian", &["main", "other"]), Some("main"));
+        let problem = ConfigError::new("tasks.b.retry_delays[1]", "bad");
+        let mut expected = KeyPath::keys(["tasks", "b", "retry_delays"]);
+        expected.0.push(Segment::Index(1));
+        assert_eq!(problem.key_path(), expected);
         assert_eq!(
             unknown_field("unknown field `x`, expected one of `a`, `bb`"),
             Some(("x", vec!["a", "bb"]))

@@ -1,7 +1,6 @@
 //! A task of the configuration file, checked and turned into the library's settings: consumer
 //! and producer options, the retry policy, the topic names and the pipeline's settings.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sluicegate::pipeline::ProcessingOrder;
@@ -12,12 +11,15 @@ use sluicegate::{ConsumerOptions, OptionsError};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::Url;
 
+use super::clients::{default_options, ClusterPlan, ProducerPlan};
+use super::path::{deserialize_all, KeyPath};
 use super::{
-    Backoff, BatchConfig, Cluster, ConfigDuration, ConfigError, HandlerConfig, HandlerType, Order,
-    RetryMode, Task,
+    Backoff, BatchConfig, ConfigDuration, ConfigError, HandlerConfig, HandlerTable, HandlerType,
+    Order, RetryMode, Task,
 };
+use crate::handlers::registry::Registry;
 use crate::handlers::spec::{
-    BatchSpec, Encoding, ExecSpec, HandlerKind, HandlerSpec, HeaderTable, HttpSpec,
+    BatchSpec, CustomSpec, Encoding, ExecSpec, HandlerKind, HandlerSpec, HeaderTable, HttpSpec,
 };
 
 /// The delays of `retries = N` without `retry_backoff`: 1 s, doubling up to 1 min.
@@ -36,10 +38,8 @@ pub struct TaskPlan {
     pub name: String,
     /// Stage 0's consumer group.
     pub group: String,
-    /// The brokers.
-    pub bootstrap_servers: String,
-    /// librdkafka properties for every client.
-    pub librdkafka: BTreeMap<String, String>,
+    /// The cluster it reads from and writes to.
+    pub cluster: ClusterPlan,
     /// Stage 0's consumer settings (the library derives the retry stages' from them).
     pub consumer: ConsumerOptions,
     /// The producer that writes retries and dead letters.
@@ -60,49 +60,107 @@ pub struct TaskPlan {
     pub handler: HandlerSpec,
 }
 
-impl TaskPlan {
-    /// Checks `task` (named `name`) and builds its settings; errors name the key path.
-    pub fn resolve(name: &str, task: &Task, cluster: &Cluster) -> Result<Self, ConfigError> {
-        let key = |setting: &str| format!("tasks.{name}.{setting}");
-        let group = task.group.clone().unwrap_or_else(|| name.to_owned());
-        let consumer =
-            consumer_options(task, cluster, &group).map_err(|error| rename(error, name))?;
-        let mut producer = ProducerOptions::new()
-            .bootstrap_servers(&cluster.bootstrap_servers)
-            .client_id(format!("sluice-{name}"));
-        for (property, value) in &cluster.librdkafka {
-            producer = producer.librdkafka(property, value);
-        }
-        producer.validate().map_err(|error| rename(error, name))?;
+/// What a task is resolved with: its cluster and its producer, checked already.
+pub struct TaskContext<'a> {
+    /// The task's cluster; `None` when it has a problem (reported already).
+    pub cluster: Option<&'a ClusterPlan>,
+    /// The named producer, or `None` for the default one; `Err` when it has a problem
+    /// (reported already).
+    pub producer: Result<Option<&'a ProducerPlan>, ()>,
+    /// The handlers a `type` may name.
+    pub registry: &'a Registry,
+    /// Whether the task's table had problems already: then only its handler is checked
+    /// (the other checks would repeat them, or be misled by what is missing).
+    pub broken: bool,
+}
 
-        let policy = policy(task, &key)?;
-        let in_place = task.retry_mode == RetryMode::InPlace;
-        if let Some(concurrency) = task.concurrency {
-            if concurrency == 0 {
-                return Err(ConfigError::new(key("concurrency"), "must be at least 1"));
+impl TaskPlan {
+    /// Checks `task` (named `name`) and builds its settings; every problem found goes to
+    /// `problems`, naming its key path.
+    pub fn resolve(
+        name: &str,
+        task: &Task,
+        context: &TaskContext<'_>,
+        problems: &mut Vec<ConfigError>,
+    ) -> Option<Self> {
+        let key = |setting: &str| format!("tasks.{name}.{setting}");
+        let found = problems.len();
+        if context.broken {
+            if let Some(table) = &task.handler {
+                handler(table, name, context.registry, problems);
             }
+            return None;
+        }
+        let group = task.group.clone().unwrap_or_else(|| name.to_owned());
+        let topics = match &task.topics {
+            Some(topics) => topics.clone(),
+            None => {
+                problems.push(ConfigError::new(
+                    format!("tasks.{name}"),
+                    "missing key `topics`",
+                ));
+                Vec::new()
+            }
+        };
+        let consumer = match (&task.topics, context.cluster) {
+            (Some(_), Some(cluster)) => consumer_options(task, &topics, cluster, &group)
+                .map_err(|error| problems.push(rename(error, name, cluster)))
+                .ok(),
+            _ => None,
+        };
+        let producer = match (context.producer, context.cluster) {
+            (Ok(Some(plan)), _) => Some(plan.options.clone()),
+            (Ok(None), Some(cluster)) => Some(default_options(cluster)),
+            _ => None,
+        }
+        .map(|options| options.client_id(format!("sluice-{name}")));
+
+        let policy = policy(task, &key)
+            .map_err(|error| problems.push(error))
+            .ok();
+        let in_place = task.retry_mode == RetryMode::InPlace;
+        if task.concurrency == Some(0) {
+            problems.push(ConfigError::new(key("concurrency"), "must be at least 1"));
         }
         if task
             .handler_timeout
             .is_some_and(|timeout| timeout.0.is_zero())
         {
-            return Err(ConfigError::new(
+            problems.push(ConfigError::new(
                 key("handler_timeout"),
                 "must be greater than zero",
             ));
         }
-        let topics = retry_topics(task, &group, &policy, in_place, &key)?;
-        let handler = handler(&task.handler, &key)?;
-        Ok(Self {
+        let retry_topics = match (&policy, &task.topics) {
+            (Some(policy), Some(topics)) => {
+                retry_topics(task, topics, &group, policy, in_place, &key)
+                    .map_err(|error| problems.push(error))
+                    .ok()
+            }
+            _ => None,
+        };
+        let handler = match &task.handler {
+            Some(table) => handler(table, name, context.registry, problems),
+            None => {
+                problems.push(ConfigError::new(
+                    format!("tasks.{name}"),
+                    "missing key `handler`",
+                ));
+                None
+            }
+        };
+        if problems.len() != found {
+            return None;
+        }
+        Some(Self {
             name: name.to_owned(),
             group,
-            bootstrap_servers: cluster.bootstrap_servers.clone(),
-            librdkafka: cluster.librdkafka.clone(),
-            consumer,
-            producer,
-            policy,
+            cluster: context.cluster?.clone(),
+            consumer: consumer?,
+            producer: producer?,
+            policy: policy?,
             in_place,
-            topics,
+            topics: retry_topics?,
             order: match task.order {
                 Order::Partition => ProcessingOrder::Partition,
                 Order::Key => ProcessingOrder::Key,
@@ -110,7 +168,7 @@ impl TaskPlan {
             },
             concurrency: task.concurrency,
             handler_timeout: task.handler_timeout.map(|timeout| timeout.0),
-            handler,
+            handler: handler?,
         })
     }
 
@@ -122,14 +180,12 @@ impl TaskPlan {
 
 fn consumer_options(
     task: &Task,
-    cluster: &Cluster,
+    topics: &[String],
+    cluster: &ClusterPlan,
     group: &str,
 ) -> Result<ConsumerOptions, OptionsError> {
-    let mut options = ConsumerOptions::new(
-        &cluster.bootstrap_servers,
-        group,
-        task.topics.iter().cloned(),
-    );
+    let mut options =
+        ConsumerOptions::new(&cluster.bootstrap_servers, group, topics.iter().cloned());
     let duration = |setting: Option<ConfigDuration>| setting.map(|duration| duration.0);
     if let Some(timeout) = duration(task.session_timeout) {
         options = options
@@ -148,7 +204,7 @@ fn consumer_options(
     if let Some(records) = task.partition_buffer {
         options = options.partition_buffer(records);
     }
-    for (property, value) in &cluster.librdkafka {
+    for (property, value) in cluster.properties.iter() {
         options = options.librdkafka(property, value);
     }
     options.validate()?;
@@ -156,14 +212,13 @@ fn consumer_options(
 }
 
 /// Maps a library option's name to the configuration key that set it.
-fn rename(error: OptionsError, task: &str) -> ConfigError {
-    let path = match error.key.as_str() {
-        "bootstrap_servers" => "cluster.bootstrap_servers".to_owned(),
-        "group_id" => format!("tasks.{task}.group"),
-        key if key.starts_with("librdkafka") => format!("cluster.{key}"),
-        key => format!("tasks.{task}.{key}"),
-    };
-    ConfigError::new(path, error.problem)
+fn rename(error: OptionsError, task: &str, cluster: &ClusterPlan) -> ConfigError {
+    match error.key.as_str() {
+        "bootstrap_servers" => cluster.rename(&error),
+        key if key.starts_with("librdkafka") => cluster.rename(&error),
+        "group_id" => ConfigError::new(format!("tasks.{task}.group"), error.problem),
+        key => ConfigError::new(format!("tasks.{task}.{key}"), error.problem),
+    }
 }
 
 /// `retry_delays`, or `retries` with `retry_backoff`, or neither (no retries).
@@ -209,13 +264,14 @@ fn policy(task: &Task, key: &dyn Fn(&str) -> String) -> Result<RetryPolicy, Conf
 /// The retry and dead-letter topics of each input topic, with the configured names.
 fn retry_topics(
     task: &Task,
+    inputs: &[String],
     group: &str,
     policy: &RetryPolicy,
     in_place: bool,
     key: &dyn Fn(&str) -> String,
 ) -> Result<Vec<RetryTopics>, ConfigError> {
     let overrides = task.retry_topic_names.is_some() || task.dead_letter_topic.is_some();
-    if overrides && task.topics.len() != 1 {
+    if overrides && inputs.len() != 1 {
         let setting = if task.retry_topic_names.is_some() {
             "retry_topic_names"
         } else {
@@ -225,7 +281,7 @@ fn retry_topics(
             key(setting),
             format!(
                 "names one task's topics, so it needs exactly one input topic (the task reads {})",
-                task.topics.len()
+                inputs.len()
             ),
         ));
     }
@@ -247,7 +303,7 @@ fn retry_topics(
             ));
         }
     }
-    task.topics
+    inputs
         .iter()
         .map(|input| {
             let mut topics = RetryTopics::new(input, group);
@@ -274,8 +330,82 @@ fn retry_topics(
         .collect()
 }
 
-/// The `handler` table, checked.
+/// The `handler` table of task `task`, checked: a built-in handler's settings, or a
+/// registered handler's.
 fn handler(
+    table: &HandlerTable,
+    task: &str,
+    registry: &Registry,
+    problems: &mut Vec<ConfigError>,
+) -> Option<HandlerSpec> {
+    let at = KeyPath::keys(["tasks", task, "handler"]);
+    let task_key = |setting: &str| format!("tasks.{task}.{setting}");
+    let kind = match table.0.get("type") {
+        None => {
+            problems.push(ConfigError::at(
+                at,
+                format!(
+                    "missing key `type` (one of {})",
+                    registry.names().join(", ")
+                ),
+            ));
+            return None;
+        }
+        Some(toml::Value::String(kind)) => kind.clone(),
+        Some(_) => {
+            problems.push(ConfigError::at(
+                at.key("type"),
+                format!("must be a string: one of {}", registry.names().join(", ")),
+            ));
+            return None;
+        }
+    };
+    if kind == "exec" || kind == "http" {
+        let config: HandlerConfig =
+            deserialize_all(toml::Value::Table(table.0.clone()), &at, problems)?;
+        return builtin(&config, &task_key)
+            .map_err(|error| problems.push(error))
+            .ok();
+    }
+    if !registry.contains(&kind) {
+        let names = registry.names();
+        let hint = match super::error::did_you_mean(&kind, names.iter().copied()) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None => format!("the handlers are {}", names.join(", ")),
+        };
+        problems.push(ConfigError::at(
+            at.key("type"),
+            format!("no handler named `{kind}` ({hint})"),
+        ));
+        return None;
+    }
+    let mut settings = table.0.clone();
+    settings.remove("type");
+    let batch = match settings.remove("batch") {
+        None => None,
+        Some(batch) => {
+            let config: BatchConfig = deserialize_all(batch, &at.key("batch"), problems)?;
+            Some(
+                batch_spec(config, &|setting| task_key(&format!("handler.{setting}")))
+                    .map_err(|error| problems.push(error))
+                    .ok()?,
+            )
+        }
+    };
+    if !registry.check(&kind, &settings, &at, problems) {
+        return None;
+    }
+    Some(HandlerSpec {
+        kind: HandlerKind::Custom(CustomSpec {
+            name: kind,
+            settings: HandlerTable(settings),
+        }),
+        batch,
+    })
+}
+
+/// A built-in handler's table, checked.
+fn builtin(
     config: &HandlerConfig,
     task_key: &dyn Fn(&str) -> String,
 ) -> Result<HandlerSpec, ConfigError> {
@@ -355,17 +485,29 @@ fn handler(
     };
     let batch = config
         .batch
-        .map(|BatchConfig { size, timeout }| {
-            if size == Some(0) {
-                return Err(ConfigError::new(key("batch.size"), "must be at least 1"));
-            }
-            Ok(BatchSpec {
-                size: size.unwrap_or(DEFAULT_BATCH.0),
-                timeout: positive("batch.timeout", timeout)?.unwrap_or(DEFAULT_BATCH.1),
-            })
-        })
+        .map(|batch| batch_spec(batch, &key))
         .transpose()?;
     Ok(HandlerSpec { kind, batch })
+}
+
+/// `batch = { size, timeout }`, checked; `key` names a key of the handler table.
+fn batch_spec(
+    BatchConfig { size, timeout }: BatchConfig,
+    key: &dyn Fn(&str) -> String,
+) -> Result<BatchSpec, ConfigError> {
+    if size == Some(0) {
+        return Err(ConfigError::new(key("batch.size"), "must be at least 1"));
+    }
+    if timeout.is_some_and(|timeout| timeout.0.is_zero()) {
+        return Err(ConfigError::new(
+            key("batch.timeout"),
+            "must be greater than zero",
+        ));
+    }
+    Ok(BatchSpec {
+        size: size.unwrap_or(DEFAULT_BATCH.0),
+        timeout: timeout.map_or(DEFAULT_BATCH.1, |timeout| timeout.0),
+    })
 }
 
 /// The keys only an exec handler takes.
@@ -409,6 +551,7 @@ fn header_map(
 ) -> Result<HeaderMap, ConfigError> {
     let mut headers = HeaderMap::new();
     for (name, value) in table.iter().flat_map(|table| &table.0) {
+        let value = value.expose();
         let at = || key(&format!("headers.{name}"));
         let header = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| ConfigError::new(at(), "not a valid HTTP header name"))?;
@@ -432,13 +575,13 @@ fn header_map(
 
 #[cfg(test)]
 mod tests {
-    use super::super::ConfigFile;
+    use super::super::load::load_text;
     use super::*;
 
     fn file(task: &str) -> String {
         format!(
             r#"
-            [cluster]
+            [clusters.main]
             bootstrap_servers = "127.0.0.1:9092"
             [tasks.billing]
             topics = ["orders"]
@@ -448,8 +591,23 @@ mod tests {
         )
     }
 
-    fn plan(task: &str) -> Result<TaskPlan, ConfigError> {
-        ConfigFile::parse(&file(task)).unwrap().plan("billing")
+    /// The plan of task `billing` in `text`, or its first problem (`path: problem`).
+    fn parse_plan(text: &str) -> Result<TaskPlan, String> {
+        let mut loaded = load_text(
+            std::path::Path::new("sluice.toml"),
+            text,
+            [],
+            &[],
+            &Registry::default(),
+        );
+        match loaded.problems.first() {
+            Some(problem) => Err(format!("{}: {}", problem.path, problem.problem)),
+            None => Ok(loaded.tasks.remove("billing").expect("the task")),
+        }
+    }
+
+    fn plan(task: &str) -> Result<TaskPlan, String> {
+        parse_plan(&file(task))
     }
 
     fn problem(task: &str) -> String {
@@ -465,11 +623,9 @@ mod tests {
         assert_eq!(plan.topics[0].retry(1), "orders.billing.retry.1");
         assert_eq!(plan.topics[0].dead_letter(), "orders.billing.dlq");
 
-        let plan = super::super::ConfigFile::parse(&file(
+        let plan = self::plan(
             "retries = 4\nretry_backoff = { base = \"2s\", cap = \"5s\" }\ngroup = \"b2\"",
-        ))
-        .unwrap()
-        .plan("billing")
+        )
         .unwrap();
         let delays: Vec<u64> = (1..=4)
             .map(|retry| plan.policy.delay_before(retry).unwrap().as_secs())
@@ -518,19 +674,13 @@ mod tests {
         );
         let two_topics = file("retries = 1\ndead_letter_topic = \"dead\"")
             .replace(r#"["orders"]"#, r#"["orders", "refunds"]"#);
-        assert!(ConfigFile::parse(&two_topics)
-            .unwrap()
-            .plan("billing")
+        assert!(parse_plan(&two_topics)
             .unwrap_err()
-            .to_string()
             .starts_with("tasks.billing.dead_letter_topic: names one task's topics"));
         let bad_servers = file("").replace("127.0.0.1:9092", "nowhere");
-        assert!(ConfigFile::parse(&bad_servers)
-            .unwrap()
-            .plan("billing")
+        assert!(parse_plan(&bad_servers)
             .unwrap_err()
-            .to_string()
-            .starts_with("cluster.bootstrap_servers: "));
+            .starts_with("clusters.main.bootstrap_servers: "));
     }
 
     #[test]
@@ -544,11 +694,9 @@ mod tests {
     }
 
     /// The plan of a task whose handler table is `handler`.
-    fn with_handler(handler: &str) -> Result<TaskPlan, ConfigError> {
+    fn with_handler(handler: &str) -> Result<TaskPlan, String> {
         let text = file("").replace(r#"{ type = "exec", command = ["true"] }"#, handler);
-        ConfigFile::parse(&text)
-            .map_err(|error| panic!("{error}"))
-            .and_then(|file| file.plan("billing"))
+        parse_plan(&text)
     }
 
     fn handler_problem(handler: &str) -> String {
@@ -687,17 +835,15 @@ mod tests {
             r#"{ type = "exec", command = ["true"] }"#,
             r#"{ type = "http", url = "http://h/", batch = { sise = 5 } }"#,
         );
-        assert!(ConfigFile::parse(&text)
+        assert!(parse_plan(&text)
             .unwrap_err()
-            .to_string()
             .starts_with("tasks.billing.handler.batch.sise: unknown key (did you mean `size`?)"));
         let text = file("").replace(
             r#"{ type = "exec", command = ["true"] }"#,
             r#"{ type = "http", url = "http://h/", bdy = "json" }"#,
         );
-        assert!(ConfigFile::parse(&text)
+        assert!(parse_plan(&text)
             .unwrap_err()
-            .to_string()
             .starts_with("tasks.billing.handler.bdy: unknown key (did you mean `body`?)"));
     }
 }

@@ -27,6 +27,7 @@ use super::read::{read, DeadLetter};
 use super::select::Selection;
 use super::TaskArgs;
 use crate::console::json::Bytes;
+use crate::handlers::registry::Registry;
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
@@ -47,8 +48,8 @@ enum Format {
     Json,
 }
 
-pub fn run(args: InspectArgs) -> anyhow::Result<()> {
-    let plan = args.task.plan()?;
+pub fn run(args: InspectArgs, registry: &Registry) -> anyhow::Result<()> {
+    let plan = args.task.plan(registry)?;
     let letters = read(&plan, &args.selection)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for letter in &letters {

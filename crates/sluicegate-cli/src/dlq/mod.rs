@@ -6,12 +6,10 @@ mod read;
 mod replay;
 mod select;
 
-use std::path::PathBuf;
-
 use clap::{Args, Subcommand};
 
-use crate::config::{ConfigFile, TaskPlan};
-use crate::exit::usage;
+use crate::config::{ConfigArgs, TaskPlan};
+use crate::handlers::registry::Registry;
 
 /// The dead-letter commands.
 #[derive(Debug, Subcommand)]
@@ -27,25 +25,22 @@ pub enum DlqCommand {
 /// The configuration file and the task, as `sluice process` takes them.
 #[derive(Debug, Args)]
 pub struct TaskArgs {
-    /// The configuration file (TOML).
-    #[arg(long, short = 'c', value_name = "FILE")]
-    config: PathBuf,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// The task: a [tasks.NAME] table of the file.
     task: String,
 }
 
 impl TaskArgs {
     /// The task's settings; a bad file or task is a usage error.
-    fn plan(&self) -> anyhow::Result<TaskPlan> {
-        ConfigFile::load(&self.config)?
-            .plan(&self.task)
-            .map_err(|error| usage(format!("{}: {error}", self.config.display())))
+    fn plan(&self, registry: &Registry) -> anyhow::Result<TaskPlan> {
+        self.config.plan(&self.task, registry)
     }
 }
 
-pub fn run(command: DlqCommand) -> anyhow::Result<()> {
+pub fn run(command: DlqCommand, registry: &Registry) -> anyhow::Result<()> {
     match command {
-        DlqCommand::Inspect(args) => inspect::run(args),
-        DlqCommand::Replay(args) => replay::run(args),
+        DlqCommand::Inspect(args) => inspect::run(args, registry),
+        DlqCommand::Replay(args) => replay::run(args, registry),
     }
 }

@@ -45,12 +45,13 @@ pub struct DeadLetter {
 /// The cluster of `plan`, as the console commands reach it.
 fn cluster(plan: &TaskPlan) -> ClusterArgs {
     ClusterArgs {
-        brokers: plan.bootstrap_servers.clone(),
+        brokers: plan.cluster.bootstrap_servers.clone(),
         connect_timeout: Duration::from_secs(5),
         properties: plan
-            .librdkafka
+            .cluster
+            .properties
             .iter()
-            .map(|(key, value)| (key.clone(), value.clone()))
+            .map(|(key, value)| (key.to_owned(), value.to_owned()))
             .collect(),
     }
 }

@@ -25,6 +25,7 @@ use super::select::Selection;
 use super::TaskArgs;
 use crate::config::TaskPlan;
 use crate::exit::usage;
+use crate::handlers::registry::Registry;
 use crate::out;
 use crate::progress::Progress;
 
@@ -60,8 +61,8 @@ struct Replay<'a> {
     headers: Vec<Header>,
 }
 
-pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
-    let plan = args.task.plan()?;
+pub fn run(args: ReplayArgs, registry: &Registry) -> anyhow::Result<()> {
+    let plan = args.task.plan(registry)?;
     if args.to == Destination::Stage1 && (plan.in_place || plan.retries() == 0) {
         return Err(usage(format!(
             "--to stage-1: task `{}` has no retry topics ({})",

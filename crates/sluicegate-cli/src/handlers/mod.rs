@@ -5,6 +5,7 @@
 //! | `exec` | a command per record or batch | [`exec`] |
 //! | `exec` with `workers = N` | N long-lived processes speaking JSON lines | [`exec_pool`] |
 //! | `http` | a POST per record or batch | [`http`] |
+//! | any other `type` | a [`Handler`] registered with [`Sluice::handler`](crate::Sluice::handler) | [`registry`] |
 //!
 //! # Contract
 //!
@@ -23,7 +24,11 @@ pub mod exec_pool;
 pub mod http;
 mod process_group;
 pub mod record_json;
+pub mod registry;
 pub mod spec;
+
+use std::future::Future;
+use std::pin::Pin;
 
 use sluicegate::pipeline::BoxError;
 use sluicegate::Record;
@@ -33,9 +38,76 @@ use exec_pool::WorkerPool;
 use http::HttpHandler;
 use spec::{HandlerKind, HandlerSpec};
 
+/// What a task calls on its records: a built-in handler, or one of your own registered with
+/// [`Sluice::handler`](crate::Sluice::handler).
+///
+/// # Contract
+///
+/// [`handle`](Handler::handle) handles one record; [`handle_batch`](Handler::handle_batch)
+/// a batch, when the task's `handler` table has `batch = { size, timeout }`. `Ok` means
+/// handled; an error fails the record (every record of the batch): the task retries it,
+/// or, when the error is a [`Permanent`](sluicegate::retry::Permanent), sends it to the
+/// dead-letter topic at once. The task acknowledges and commits; a handler never does.
+///
+/// Calls run concurrently, up to the task's `concurrency`, on the async runtime: await
+/// I/O, and move blocking work to `tokio::task::spawn_blocking`. A call may be dropped when
+/// the task's `handler_timeout` passes; a panic fails the record like an error.
+///
+/// ```
+/// use sluicegate_cli::{BoxError, Handler, Record};
+///
+/// struct Print;
+///
+/// impl Handler for Print {
+///     async fn handle(&self, record: &Record) -> Result<(), BoxError> {
+///         println!("{:?}", record.value);
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Handler: Send + Sync + 'static {
+    /// Handles one record.
+    fn handle(&self, record: &Record) -> impl Future<Output = Result<(), BoxError>> + Send;
+
+    /// Handles a batch in one call; the outcome is every record's. By default the records
+    /// are handled one after another, and the first failure fails the batch.
+    fn handle_batch(
+        &self,
+        records: &[&Record],
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        async move {
+            for record in records {
+                self.handle(record).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A boxed future of a handler call.
+type Call<'a> = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'a>>;
+
+/// [`Handler`] as a trait object: what a task runs.
+pub trait DynHandler: Send + Sync {
+    /// [`Handler::handle`].
+    fn handle<'a>(&'a self, record: &'a Record) -> Call<'a>;
+    /// [`Handler::handle_batch`].
+    fn handle_batch<'a>(&'a self, records: &'a [&'a Record]) -> Call<'a>;
+}
+
+impl<H: Handler> DynHandler for H {
+    fn handle<'a>(&'a self, record: &'a Record) -> Call<'a> {
+        Box::pin(Handler::handle(self, record))
+    }
+
+    fn handle_batch<'a>(&'a self, records: &'a [&'a Record]) -> Call<'a> {
+        Box::pin(Handler::handle_batch(self, records))
+    }
+}
+
 /// A running built-in handler, shared by every call of a task.
 #[derive(Debug)]
-pub enum Handler {
+pub enum Builtin {
     /// One command run per call.
     Exec(ExecHandler),
     /// Long-lived workers.
@@ -44,7 +116,8 @@ pub enum Handler {
     Http(HttpHandler),
 }
 
-/// A handler that cannot start: the handler key at fault (`command[0]`) and why.
+/// A handler that cannot start: the handler key at fault (`command[0]`, or empty for the
+/// table as a whole) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartError {
     /// The key under the task's `handler`.
@@ -53,21 +126,20 @@ pub struct StartError {
     pub problem: String,
 }
 
-impl Handler {
-    /// Builds the handler `spec` describes: finds the program, sets up the HTTP client.
-    /// Starts nothing yet (workers start when calls first need them).
-    pub fn start(spec: &HandlerSpec) -> Result<Self, StartError> {
+impl Builtin {
+    /// Builds the built-in handler `spec` describes: finds the program, sets up the HTTP
+    /// client. Starts nothing yet (workers start when calls first need them).
+    fn start(spec: &HandlerSpec) -> Result<Self, StartError> {
         match &spec.kind {
-            HandlerKind::Exec(exec) => {
-                let program = Program::find(&exec.command).map_err(|problem| StartError {
+            HandlerKind::Exec(exec) => Program::find(&exec.command)
+                .map_err(|problem| StartError {
                     key: "command[0]",
                     problem,
-                })?;
-                Ok(match exec.workers {
+                })
+                .map(|program| match exec.workers {
                     Some(workers) => Self::Pool(WorkerPool::new(program, workers, exec.timeout)),
                     None => Self::Exec(ExecHandler::new(program, exec.input, exec.timeout)),
-                })
-            }
+                }),
             HandlerKind::Http(http) => {
                 HttpHandler::new(http)
                     .map(Self::Http)
@@ -76,11 +148,16 @@ impl Handler {
                         problem,
                     })
             }
+            HandlerKind::Custom(custom) => Err(StartError {
+                key: "type",
+                problem: format!("`{}` is not a built-in handler", custom.name),
+            }),
         }
     }
+}
 
-    /// Handles one record.
-    pub async fn handle(&self, record: &Record) -> Result<(), BoxError> {
+impl Handler for Builtin {
+    async fn handle(&self, record: &Record) -> Result<(), BoxError> {
         match self {
             Self::Exec(handler) => handler.handle(record).await,
             Self::Pool(pool) => pool.handle(record).await,
@@ -88,12 +165,24 @@ impl Handler {
         }
     }
 
-    /// Handles a batch in one call: its outcome is every record's.
-    pub async fn handle_batch(&self, records: &[&Record]) -> Result<(), BoxError> {
+    async fn handle_batch(&self, records: &[&Record]) -> Result<(), BoxError> {
         match self {
             Self::Exec(handler) => handler.handle_batch(records).await,
             Self::Pool(pool) => pool.handle_batch(records).await,
             Self::Http(handler) => handler.handle_batch(records).await,
         }
+    }
+}
+
+/// Builds the handler `spec` describes: a built-in one, or a registered one from `registry`.
+pub fn start(
+    spec: &HandlerSpec,
+    registry: &registry::Registry,
+) -> Result<Box<dyn DynHandler>, StartError> {
+    match &spec.kind {
+        HandlerKind::Custom(custom) => registry
+            .build(custom)
+            .map_err(|problem| StartError { key: "", problem }),
+        _ => Builtin::start(spec).map(|handler| Box::new(handler) as Box<dyn DynHandler>),
     }
 }

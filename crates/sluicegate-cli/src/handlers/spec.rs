@@ -9,6 +9,9 @@ use reqwest::header::HeaderMap;
 use reqwest::Url;
 use serde::Deserialize;
 
+use crate::config::HandlerTable;
+use crate::secret::Secret;
+
 /// How a record reaches a command or a URL: `raw` (the value's bytes) or `json` (the record
 /// with its metadata, see [`RecordJson`](super::record_json::RecordJson)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -36,6 +39,18 @@ pub enum HandlerKind {
     Exec(ExecSpec),
     /// An HTTP endpoint: one POST per call.
     Http(HttpSpec),
+    /// A handler registered with [`Sluice::handler`](crate::Sluice::handler).
+    Custom(CustomSpec),
+}
+
+/// `handler = { type = "NAME", ... }` of a registered handler: its name and its settings
+/// (without `type` and `batch`), checked by the handler's settings type.
+#[derive(Debug, Clone)]
+pub struct CustomSpec {
+    /// The name it was registered under.
+    pub name: String,
+    /// Its settings, as the file has them.
+    pub settings: HandlerTable,
 }
 
 /// `handler = { type = "exec", ... }`, checked.
@@ -73,11 +88,11 @@ pub struct BatchSpec {
     pub timeout: Duration,
 }
 
-/// `headers = { Authorization = "Bearer ..." }` as the file has it. Values may be secrets:
-/// `Debug` shows the names only.
+/// `headers = { Authorization = "Bearer ..." }` as the file has it. Every value is a
+/// [`Secret`] (so it may come from the environment or a file): `Debug` shows the names only.
 #[derive(Clone, Default, Deserialize)]
 #[serde(transparent)]
-pub struct HeaderTable(pub BTreeMap<String, String>);
+pub struct HeaderTable(pub BTreeMap<String, Secret>);
 
 impl fmt::Debug for HeaderTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -95,7 +110,7 @@ mod tests {
     fn header_values_never_print() {
         let table = HeaderTable(BTreeMap::from([(
             "Authorization".to_owned(),
-            "Bearer s3cret".to_owned(),
+            Secret::new("Bearer s3cret"),
         )]));
         let shown = format!("{table:?}");
         assert!(shown.contains("Authorization"), "{shown}");

@@ -85,7 +85,7 @@ exit 1
         fs::write(
             &config,
             format!(
-                r#"[cluster]
+                r#"[clusters.main]
 bootstrap_servers = "{bootstrap}"
 
 [tasks.{name}]

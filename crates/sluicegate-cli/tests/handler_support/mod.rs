@@ -22,7 +22,7 @@ use crate::common::task::TaskFixture;
 /// tansu needs, gets `settings` (TOML lines) and the `handler` table's lines.
 pub fn configure(task: &TaskFixture, settings: &str, handler: &str) {
     let text = format!(
-        r#"[cluster]
+        r#"[clusters.main]
 bootstrap_servers = "{bootstrap}"
 
 [tasks.{name}]

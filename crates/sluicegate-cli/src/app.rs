@@ -1,0 +1,258 @@
+//! The command line: [`Sluice`], its subcommands, logging, and the exit status.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::de::DeserializeOwned;
+use sluicegate::pipeline::BoxError;
+use tracing_subscriber::EnvFilter;
+
+use crate::handlers::registry::Registry;
+use crate::handlers::Handler;
+use crate::{bench, config, console, demo, dev_broker, dlq, exit, process, status, torture};
+
+/// The `sluice` command line, with the handlers a task's `type` may name.
+///
+/// `Sluice::new().run()` is the `sluice` binary; register handlers of your own with
+/// [`handler`](Sluice::handler) first to build yours. See the [crate docs](crate) for an
+/// example.
+#[derive(Debug, Default)]
+pub struct Sluice {
+    registry: Registry,
+}
+
+impl Sluice {
+    /// The command line with the built-in handlers (`exec` and `http`) only.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a handler: a task whose `handler` table has `type = "NAME"` runs what
+    /// `factory` builds from the table's other keys (all but `type` and `batch`).
+    ///
+    /// The keys are deserialized as `S` when the configuration is read, by every command
+    /// (`sluice config check` included), so a problem names its key path, like any other
+    /// (use `#[serde(deny_unknown_fields)]` to refuse unknown keys, and [`Secret`] for
+    /// secrets). `factory` runs when a task starts; its error stops the start, with exit
+    /// status 2. With `batch = { size, timeout }` in the table, the task calls
+    /// [`Handler::handle_batch`].
+    ///
+    /// [`Secret`]: crate::Secret
+    ///
+    /// # Panics
+    ///
+    /// When `name` is `exec` or `http` (the built-in handlers) or is registered already.
+    pub fn handler<S, H, F>(mut self, name: &str, factory: F) -> Self
+    where
+        S: DeserializeOwned + 'static,
+        H: Handler,
+        F: Fn(S) -> Result<H, BoxError> + Send + Sync + 'static,
+    {
+        self.registry.register(name, factory);
+        self
+    }
+
+    /// Runs the command line of this process and returns its exit status: 0 ok, 1 runtime
+    /// failure, 2 usage or configuration error.
+    pub fn run(self) -> ExitCode {
+        self.run_from(std::env::args_os())
+    }
+
+    /// Runs the command line `args` (the program's name first), as [`run`](Sluice::run)
+    /// does. Logging is set up on the first call in a process.
+    pub fn run_from<I, T>(self, args: I) -> ExitCode
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let cli = match parse_cli(args) {
+            Ok(cli) => cli,
+            Err(code) => return code,
+        };
+        init_tracing(cli.log_format);
+        let registry = &self.registry;
+        let outcome = match cli.command {
+            Command::Demo(args) => demo::run(args),
+            Command::DevBroker(args) => dev_broker::run(args),
+            Command::Produce(args) => console::produce::run(args),
+            Command::Consume(args) => console::consume::run(args),
+            Command::Process(args) => process::run(args, registry),
+            Command::Dlq(command) => dlq::run(command, registry),
+            Command::Config(command) => config::run_command(command, registry),
+            Command::Bench(command) => bench::run(command),
+            Command::Status(args) => status::run(args),
+            Command::Torture(command) => torture::run(command),
+        };
+        exit::code(outcome)
+    }
+}
+
+/// Sluicegate: Kafka processing with backpressure.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about, propagate_version = true)]
+#[command(
+    after_help = "Exit status: 0 ok, 1 runtime failure, 2 usage or configuration error.\n\
+                        Logs go to stderr (--log-format json for JSON lines); set RUST_LOG (for example RUST_LOG=sluicegate=info) for more."
+)]
+struct Cli {
+    /// How log lines on stderr look: text for people (coloured on a terminal), or JSON, one
+    /// object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, display_order = 1000)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The shape of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// One line of text per event; ANSI colours only when stderr is a terminal.
+    Text,
+    /// One JSON object per line: timestamp, level, target, fields.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Produce records to an embedded broker and consume them through the engine, checking that
+    /// every record was processed and committed.
+    Demo(demo::DemoArgs),
+    /// Run the embedded broker (librdkafka's mock cluster) as a process of its own.
+    DevBroker(dev_broker::DevBrokerArgs),
+    /// Write lines of standard input or a file to a topic, one record per line (keys and
+    /// headers optional).
+    Produce(console::produce::ProduceArgs),
+    /// Print a topic's records: values one per line, or JSON objects.
+    Consume(console::consume::ConsumeArgs),
+    /// Run a task of a configuration file: its handler on every record, with retry topics
+    /// and a dead-letter topic, until SIGINT or SIGTERM.
+    Process(process::ProcessArgs),
+    /// Look at a task's dead letters and send them back.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
+    /// Check a configuration file without connecting, or print it as the commands see it.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+    /// Benchmarks that print figures measured against a baseline in the same run.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+    /// Show a consumer group's position per partition: committed offset, end offset, lag and
+    /// the member that owns it.
+    Status(status::StatusArgs),
+    /// Reliability campaigns: attack a consuming group (kills, rebalance storms, broker
+    /// faults, poison input, a slow consumer) and check the invariants, PASS or FAIL.
+    #[command(subcommand)]
+    Torture(torture::TortureCommand),
+}
+
+/// Parses the command line. Help and version print as usual (the status is returned); a
+/// usage error is one line on stderr (`sluice: unexpected argument '--x' found (tip: ...);
+/// try --help`) and exit status 2.
+fn parse_cli<I, T>(args: I) -> Result<Cli, ExitCode>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    use clap::error::ErrorKind;
+    match Cli::try_parse_from(args) {
+        Ok(cli) => Ok(cli),
+        Err(error) => match error.kind() {
+            ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                let _ = error.print();
+                Err(ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2)))
+            }
+            _ => {
+                eprintln!("sluice: {}", one_line(&error.render().to_string()));
+                Err(ExitCode::from(2))
+            }
+        },
+    }
+}
+
+/// clap's error text on one line: the message, then its tips in parentheses, without the
+/// usage block.
+fn one_line(rendered: &str) -> String {
+    let mut paragraphs = rendered
+        .split("\n\n")
+        .map(|paragraph| {
+            paragraph
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|paragraph| {
+            !paragraph.is_empty()
+                && !paragraph.starts_with("Usage:")
+                && !paragraph.starts_with("For more information")
+        });
+    let message = paragraphs.next().unwrap_or_default();
+    let mut line = message
+        .strip_prefix("error: ")
+        .unwrap_or(&message)
+        .to_owned();
+    for tip in paragraphs {
+        line.push_str(&format!(" ({tip})"));
+    }
+    line.push_str("; try --help");
+    line
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: warnings and errors), as text or JSON,
+/// with secrets of the configuration hidden. Text is coloured only when stderr is a terminal
+/// and `NO_COLOR` is not set, so a log file holds no escape codes. Only the first call in a
+/// process sets logging up.
+fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal as _;
+    if crate::LOG_FORMAT.set(format).is_err() {
+        return;
+    }
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| crate::secret::ScrubbingWriter(std::io::stderr()));
+    let _ = match format {
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+            builder.with_ansi(colour).try_init()
+        }
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one-line rendering of what `argv` fails with.
+    fn usage_line(argv: &[&str]) -> String {
+        let error = Cli::try_parse_from(argv).expect_err("a usage error");
+        one_line(&error.render().to_string())
+    }
+
+    #[test]
+    fn usage_errors_fit_on_one_line() {
+        let line = usage_line(&["sluice", "produce", "--topic", "t", "--rate", "0"]);
+        assert!(!line.contains('\n'), "{line}");
+        assert!(
+            line.starts_with("invalid value '0' for '--rate <N>'"),
+            "{line}"
+        );
+        assert!(line.ends_with("; try --help"), "{line}");
+
+        let line = usage_line(&["sluice", "consume"]);
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.contains("--topic <TOPIC>"), "{line}");
+        assert!(!line.contains("Usage:"), "{line}");
+
+        let line = usage_line(&["sluice", "consume", "--topic", "t", "--brokerz", "x"]);
+        assert!(
+            line.contains("tip: a similar argument exists: '--brokers'"),
+            "{line}"
+        );
+    }
+}

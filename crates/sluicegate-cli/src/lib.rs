@@ -1,0 +1,110 @@
+//! `sluice`, the command-line face of Sluicegate, as a library: build your own `sluice` with
+//! handlers of your own.
+//!
+//! The `sluice` binary is [`Sluice::new().run()`](Sluice::run). A binary of yours registers
+//! its handlers first and gets the same command line: the same subcommands, configuration
+//! file and flags, with `type = "NAME"` in a task's `handler` table naming your handler.
+//!
+//! ```no_run
+//! use serde::Deserialize;
+//! use sluicegate_cli::{BoxError, Handler, Permanent, Record, Secret, Sluice};
+//!
+//! /// `handler = { type = "geocode", url = "...", api_key = { env = "GEOCODE_KEY" } }`
+//! #[derive(Deserialize)]
+//! #[serde(deny_unknown_fields)]
+//! struct GeocodeSettings {
+//!     url: String,
+//!     api_key: Secret,
+//! }
+//!
+//! struct Geocode {
+//!     settings: GeocodeSettings,
+//! }
+//!
+//! impl Handler for Geocode {
+//!     async fn handle(&self, record: &Record) -> Result<(), BoxError> {
+//!         let Some(address) = record.value.as_deref() else {
+//!             return Err(Permanent::new("no address").into()); // to the dead letters
+//!         };
+//!         // ... call self.settings.url with self.settings.api_key.expose() ...
+//!         # let _ = address;
+//!         Ok(()) // an Err(...) is retried
+//!     }
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     Sluice::new()
+//!         .handler("geocode", |settings: GeocodeSettings| Ok(Geocode { settings }))
+//!         .run()
+//! }
+//! ```
+//!
+//! Exit status: 0 ok, 1 runtime failure, 2 usage or configuration error. A closed stdout
+//! (broken pipe) is not an error.
+
+#![warn(missing_docs)]
+
+mod app;
+mod bench;
+mod config;
+mod console;
+mod demo;
+mod dev_broker;
+mod dlq;
+mod exit;
+mod handlers;
+mod observe;
+mod payload;
+mod process;
+mod produce;
+mod progress;
+mod rss;
+mod secret;
+mod status;
+mod topic;
+mod torture;
+
+pub use app::Sluice;
+pub use handlers::Handler;
+pub use secret::Secret;
+pub use sluicegate::pipeline::BoxError;
+pub use sluicegate::retry::Permanent;
+pub use sluicegate::Record;
+
+/// Writes a line to stdout, returning the I/O error (a broken pipe ends the program quietly)
+/// instead of panicking like `println!`.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+pub(crate) use out;
+
+/// The log format chosen on the command line, once tracing is set up.
+static LOG_FORMAT: std::sync::OnceLock<app::LogFormat> = std::sync::OnceLock::new();
+
+/// The global flags as given, for child processes of this binary (bench workers, the bench's
+/// development broker), so that their log lines look like ours.
+pub(crate) fn global_flags() -> [&'static str; 2] {
+    let format = match LOG_FORMAT.get() {
+        Some(app::LogFormat::Json) => "json",
+        Some(app::LogFormat::Text) | None => "text",
+    };
+    ["--log-format", format]
+}
+
+/// A multi-threaded tokio runtime for the subcommands that need one.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")
+}
+
+/// The README's code blocks, compiled as doctests so the README cannot drift from the API.
+/// They live in this crate because it sees both the library and the CLI's own API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
