@@ -50,6 +50,7 @@ mod config;
 mod console;
 mod demo;
 mod dev_broker;
+mod dice;
 mod dlq;
 mod exit;
 mod handlers;

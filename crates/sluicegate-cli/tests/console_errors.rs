@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{closed_port, parse_json_lines, run, DevBroker};
+use common::{closed_port, consume_all, run, DevBroker};
 
 #[test]
 fn an_unreachable_broker_fails_within_the_connect_timeout() {
@@ -271,23 +271,7 @@ fn a_line_that_does_not_fit_stops_producing_after_sending_the_earlier_ones() {
         "{}",
         lines[1]
     );
-    let consume = run(
-        &[
-            "consume",
-            "-b",
-            &broker.bootstrap,
-            "--topic",
-            "strict",
-            "--from",
-            "beginning",
-            "--exit-at-end",
-            "--format",
-            "json",
-        ],
-        b"",
-    );
-    consume.assert_ok();
-    let values: Vec<Vec<u8>> = parse_json_lines(&consume.stdout)
+    let values: Vec<Vec<u8>> = consume_all(&broker.bootstrap, "strict")
         .into_iter()
         .filter_map(|record| record.value)
         .collect();

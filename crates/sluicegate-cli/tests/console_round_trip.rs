@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{parse_json_lines, run, Consumed, DevBroker};
+use common::{consume_all, run, Consumed, DevBroker};
 
 /// Values that are not plain text: invalid UTF-8, NUL, a carriage return at the end (kept),
 /// tabs, the key separator, empty.
@@ -162,23 +162,7 @@ fn keys_headers_and_bytes_round_trip_through_json() {
     )
     .assert_ok();
 
-    let consumed = run(
-        &[
-            "consume",
-            "-b",
-            &broker.bootstrap,
-            "--topic",
-            "keyed",
-            "--from",
-            "beginning",
-            "--exit-at-end",
-            "--format",
-            "json",
-        ],
-        b"",
-    );
-    consumed.assert_ok();
-    let got = parse_json_lines(&consumed.stdout);
+    let got = consume_all(&broker.bootstrap, "keyed");
     let mut as_sent: Vec<Expected> = got
         .iter()
         .map(|record| Expected {
@@ -278,23 +262,7 @@ fn partition_headers_compression_and_acks_options_apply() {
         )
         .assert_ok();
     }
-    let consumed = run(
-        &[
-            "consume",
-            "-b",
-            &broker.bootstrap,
-            "--topic",
-            "options",
-            "--from",
-            "beginning",
-            "--exit-at-end",
-            "--format",
-            "json",
-        ],
-        b"",
-    );
-    consumed.assert_ok();
-    let got = parse_json_lines(&consumed.stdout);
+    let got = consume_all(&broker.bootstrap, "options");
     assert_eq!(got.len(), 10);
     for record in &got {
         assert_eq!(record.partition, 2, "{record:?}");

@@ -3,16 +3,8 @@
 
 mod common;
 
-use common::{parse_json_lines, run};
+use common::{consume_in_group, parse_json_lines, run};
 use sluicegate::testing::{tansu, unique_name};
-
-/// tansu joins a group in well under a second with these (see DESIGN.md).
-const GROUP_TIMEOUTS: [&str; 4] = [
-    "-X",
-    "max.poll.interval.ms=10000",
-    "-X",
-    "session.timeout.ms=6000",
-];
 
 #[test]
 fn create_topic_then_round_trip_on_tansu() {
@@ -69,23 +61,12 @@ fn create_topic_then_round_trip_on_tansu() {
     )
     .assert_ok();
 
-    let mut consume_args = vec![
-        "consume",
-        "-b",
+    let consume = consume_in_group(
         &brokers,
-        "--topic",
         &topic,
-        "--from",
-        "beginning",
-        "--group",
         "cli-round-trip",
-        "--count",
-        "40",
-        "--format",
-        "json",
-    ];
-    consume_args.extend_from_slice(&GROUP_TIMEOUTS);
-    let consume = run(&consume_args, b"");
+        &["--from", "beginning", "--count", "40", "--format", "json"],
+    );
     consume.assert_ok();
     let records = parse_json_lines(&consume.stdout);
     let partitions: std::collections::BTreeSet<i64> =
@@ -115,20 +96,12 @@ fn create_topic_then_round_trip_on_tansu() {
 
     // The group committed all 40: it has nothing left to print (`--from beginning` applies
     // only without a commit).
-    let mut again = vec![
-        "consume",
-        "-b",
+    let again = consume_in_group(
         &brokers,
-        "--topic",
         &topic,
-        "--group",
         "cli-round-trip",
-        "--from",
-        "beginning",
-        "--exit-at-end",
-    ];
-    again.extend_from_slice(&GROUP_TIMEOUTS);
-    let again = run(&again, b"");
+        &["--from", "beginning", "--exit-at-end"],
+    );
     again.assert_ok();
     assert_eq!(again.stdout, b"");
 }

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{run, sluice};
+use common::{consume_in_group, run, sluice};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
@@ -172,25 +172,11 @@ fn a_group_that_consumed_everything_has_zero_lag() {
     let topic = filled_topic("status-consumed", &[4, 2, 3]);
     let group = unique_name("status-consumed-group");
     let brokers = tansu().bootstrap_servers();
-    run(
-        &[
-            "consume",
-            "-b",
-            &brokers,
-            "--topic",
-            &topic,
-            "--group",
-            &group,
-            "--count",
-            "9",
-            "-X",
-            "auto.offset.reset=earliest",
-            "-X",
-            "max.poll.interval.ms=10000",
-            "-X",
-            "session.timeout.ms=6000",
-        ],
-        b"",
+    consume_in_group(
+        &brokers,
+        &topic,
+        &group,
+        &["--count", "9", "-X", "auto.offset.reset=earliest"],
     )
     .assert_ok();
     let rows = status_rows(&group, &[]);

@@ -5,38 +5,15 @@ mod common;
 
 use std::time::Duration;
 
+use common::torture;
 use serde_json::Value;
 
 /// The short campaign runs in about 20-30 s; this leaves room for a slow machine.
 const DEADLINE: Duration = Duration::from_secs(240);
 
-/// Runs the campaign with `args` and returns its JSON report (the last line of stdout).
-fn campaign(args: &[&str]) -> Value {
-    let mut argv = vec!["torture", "crash", "--short", "--json"];
-    argv.extend_from_slice(args);
-    let run = common::run_with_deadline(&argv, b"", DEADLINE);
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let line = stdout.lines().last().unwrap_or_else(|| {
-        panic!("no report ({:?}): {}", run.status, run.stderr);
-    });
-    let report: Value = serde_json::from_str(line)
-        .unwrap_or_else(|error| panic!("not JSON ({error}): {line}\n{}", run.stderr));
-    run.assert_ok();
-    report
-}
-
+/// Asserts that the campaign passed with every record handled.
 fn assert_passed(report: &Value) {
-    for field in [
-        "produced",
-        "processed",
-        "lost",
-        "duplicated",
-        "order_violations",
-        "worst_pause_ms",
-        "peak_rss_bytes",
-    ] {
-        assert!(report[field].is_u64(), "{field} in {report}");
-    }
+    torture::assert_figures(report);
     assert_eq!(report["pass"], true, "{report}");
     assert_eq!(report["lost"], 0, "{report}");
     assert_eq!(report["order_violations"], 0, "{report}");
@@ -51,7 +28,7 @@ fn assert_passed(report: &Value) {
 /// each assignment, duplicates within what was handled and not yet committed.
 #[test]
 fn crash_campaign_in_key_order_passes() {
-    let report = campaign(&["--seed", "11"]);
+    let (_, report) = torture::campaign("crash", &["--seed", "11"], DEADLINE);
     assert_passed(&report);
     let kills = report["notes"]["kills"].as_str().unwrap_or_default();
     assert!(kills.starts_with("3 SIGKILLs"), "{report}");
@@ -60,6 +37,7 @@ fn crash_campaign_in_key_order_passes() {
 /// The same in partition order.
 #[test]
 fn crash_campaign_in_partition_order_passes() {
-    let report = campaign(&["--seed", "12", "--order", "partition"]);
+    let (_, report) =
+        torture::campaign("crash", &["--seed", "12", "--order", "partition"], DEADLINE);
     assert_passed(&report);
 }

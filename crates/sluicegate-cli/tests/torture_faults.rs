@@ -4,37 +4,18 @@ mod common;
 
 use std::time::Duration;
 
-use serde_json::Value;
+use common::torture;
 
 /// The short campaign runs in about 30 s; this leaves room for a slow machine.
 const DEADLINE: Duration = Duration::from_secs(240);
-
-/// The JSON report printed on the last line of stdout.
-fn report(run: &common::Run) -> Value {
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let line = stdout.lines().last().expect("a report line");
-    serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON ({error}): {line}"))
-}
 
 /// Every fault of the schedule (request errors of each API, a broker down, every broker
 /// down, a 500 ms round trip) is recovered from: nothing lost, key order kept, everything
 /// committed, and each fault's recovery time reported.
 #[test]
 fn faults_campaign_passes_and_reports_recovery_per_fault() {
-    let run = common::run_with_deadline(&["torture", "faults", "--short", "--json"], b"", DEADLINE);
-    run.assert_ok();
-    let report = report(&run);
-    for field in [
-        "produced",
-        "processed",
-        "lost",
-        "duplicated",
-        "order_violations",
-        "worst_pause_ms",
-        "peak_rss_bytes",
-    ] {
-        assert!(report[field].is_u64(), "{field} in {report}");
-    }
+    let (_, report) = torture::campaign("faults", &[], DEADLINE);
+    torture::assert_figures(&report);
     assert_eq!(report["pass"], true, "{report}");
     assert_eq!(report["lost"], 0, "{report}");
     assert!(report["produced"].as_u64() > Some(0), "{report}");

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use serde_json::Value;
+use common::torture;
 
 /// The short campaign runs in about 25-35 s; this leaves room for a slow machine.
 const DEADLINE: Duration = Duration::from_secs(240);
@@ -14,18 +14,7 @@ const DEADLINE: Duration = Duration::from_secs(240);
 /// pause reported.
 #[test]
 fn storm_campaign_passes_and_reports_the_worst_pause() {
-    let run = common::run_with_deadline(
-        &["torture", "storm", "--short", "--json", "--seed", "21"],
-        b"",
-        DEADLINE,
-    );
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let line = stdout.lines().last().unwrap_or_else(|| {
-        panic!("no report ({:?}): {}", run.status, run.stderr);
-    });
-    let report: Value = serde_json::from_str(line)
-        .unwrap_or_else(|error| panic!("not JSON ({error}): {line}\n{}", run.stderr));
-    run.assert_ok();
+    let (_, report) = torture::campaign("storm", &["--seed", "21"], DEADLINE);
     assert_eq!(report["pass"], true, "{report}");
     assert_eq!(report["lost"], 0, "{report}");
     assert_eq!(report["order_violations"], 0, "{report}");

@@ -380,25 +380,34 @@ impl Loaded {
     }
 }
 
+/// A file of cluster `main` and task `billing` reading topic `orders`, with these lines ending
+/// the task (its handler among them); the tests of loading and resolving start from it.
+#[cfg(test)]
+pub(super) fn task_file(task: &str) -> String {
+    format!(
+        r#"
+[clusters.main]
+bootstrap_servers = "127.0.0.1:9092"
+
+[tasks.billing]
+topics = ["orders"]
+{task}
+"#
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// A file of one cluster and one task with these lines added to the task.
     fn file(task: &str) -> String {
-        format!(
-            r#"
-[clusters.main]
-bootstrap_servers = "127.0.0.1:9092"
-
-[tasks.billing]
-topics = ["orders"]
-retry_delays = ["1s", "5s"]
+        task_file(&format!(
+            r#"retry_delays = ["1s", "5s"]
 order = "key"
 handler = {{ type = "exec", command = ["sh", "-c", "cat"] }}
-{task}
-"#
-        )
+{task}"#
+        ))
     }
 
     fn loaded(text: &str, environment: &[(&str, &str)], sets: &[&str]) -> Loaded {

@@ -575,20 +575,15 @@ fn header_map(
 
 #[cfg(test)]
 mod tests {
-    use super::super::load::load_text;
+    use super::super::load::{load_text, task_file};
     use super::*;
 
+    /// A file of one cluster and one task with an exec handler and these lines added.
     fn file(task: &str) -> String {
-        format!(
-            r#"
-            [clusters.main]
-            bootstrap_servers = "127.0.0.1:9092"
-            [tasks.billing]
-            topics = ["orders"]
-            handler = {{ type = "exec", command = ["true"] }}
-            {task}
-            "#
-        )
+        task_file(&format!(
+            r#"handler = {{ type = "exec", command = ["true"] }}
+{task}"#
+        ))
     }
 
     /// The plan of task `billing` in `text`, or its first problem (`path: problem`).

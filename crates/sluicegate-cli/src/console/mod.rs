@@ -88,6 +88,17 @@ impl ClusterArgs {
             })
     }
 
+    /// The one line that says the brokers did not answer: librdkafka's last complaint kept in
+    /// `context`, else `error`.
+    pub fn unreachable(&self, context: &QuietContext, error: &KafkaError) -> anyhow::Error {
+        let detail = context.last_problem().unwrap_or_else(|| error.to_string());
+        anyhow!(
+            "could not reach the brokers at {} within {}: {detail}",
+            self.brokers,
+            show_duration(self.connect_timeout)
+        )
+    }
+
     /// A short-lived client that looks at the cluster before the real work starts.
     pub fn probe(&self) -> anyhow::Result<Probe<'_>> {
         Ok(Probe {
@@ -184,16 +195,7 @@ impl Probe<'_> {
     fn unreachable(&self, error: &KafkaError) -> anyhow::Error {
         // Serve the error events queued meanwhile: they carry librdkafka's reason.
         self.client.poll(Duration::ZERO);
-        let detail = self
-            .client
-            .context()
-            .last_problem()
-            .unwrap_or_else(|| error.to_string());
-        anyhow!(
-            "could not reach the brokers at {} within {}: {detail}",
-            self.cluster.brokers,
-            show_duration(self.cluster.connect_timeout)
-        )
+        self.cluster.unreachable(self.client.context(), error)
     }
 }
 

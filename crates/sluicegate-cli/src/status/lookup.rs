@@ -8,14 +8,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{bail, Context as _};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::metadata::Metadata;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::assignment;
-use crate::console::{show_duration, ClusterArgs, QuietContext};
+use crate::console::{ClusterArgs, QuietContext};
 
 /// How long offset and group requests may take once the brokers answered.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -99,7 +99,7 @@ impl Lookup {
         let metadata = self
             .client
             .fetch_metadata(None, self.cluster.connect_timeout)
-            .map_err(|error| self.unreachable(&error))?;
+            .map_err(|error| self.cluster.unreachable(self.client.context(), &error))?;
         let partitions = partitions_by_topic(&metadata);
         if let Some(topic) = &self.topic {
             if !partitions.contains_key(topic) {
@@ -241,20 +241,6 @@ impl Lookup {
         }
         let state = group.state().to_owned();
         (Membership::Described(Some((state, members.len()))), owners)
-    }
-
-    /// The one line that says the brokers did not answer, with librdkafka's last complaint.
-    fn unreachable(&self, error: &rdkafka::error::KafkaError) -> anyhow::Error {
-        let detail = self
-            .client
-            .context()
-            .last_problem()
-            .unwrap_or_else(|| error.to_string());
-        anyhow!(
-            "could not reach the brokers at {} within {}: {detail}",
-            self.cluster.brokers,
-            show_duration(self.cluster.connect_timeout)
-        )
     }
 }
 

@@ -12,8 +12,8 @@ use clap::Args;
 
 use super::driver::{self, restart_dead, Campaign, Disruption, GroupArgs};
 use super::group::Group;
-use super::workload::{Dice, Workload};
 use super::CampaignArgs;
+use crate::dice::Dice;
 
 #[derive(Debug, Args)]
 pub struct CrashArgs {
@@ -37,23 +37,17 @@ pub struct CrashArgs {
 }
 
 pub fn run(args: CrashArgs) -> anyhow::Result<()> {
-    let short = args.common.short;
-    let pick = |given: Option<u64>, full: u64, short_size: u64| {
-        given.unwrap_or(if short { short_size } else { full })
-    };
-    let campaign = Campaign {
-        name: "crash",
-        common: &args.common,
-        group: &args.group,
-        workload: Workload {
-            records: pick(args.records, 200_000, 20_000),
-            keys: args.group.keys,
-            window: Duration::from_secs(pick(args.duration, 60, 15)),
-        },
-        members: pick(args.members, 4, 3) as usize,
-    };
+    let common = &args.common;
+    let campaign = Campaign::new(
+        "crash",
+        common,
+        &args.group,
+        common.size(args.records, 200_000, 20_000),
+        common.size(args.duration, 60, 15),
+        common.size(args.members, 4, 3),
+    );
     let kills = Kills {
-        planned: pick(args.kills, 8, 3),
+        planned: common.size(args.kills, 8, 3),
         sent: 0,
         restarted_dead: 0,
     };
@@ -82,10 +76,7 @@ impl Disruption for Kills {
         moments.sort_unstable();
         for moment in moments {
             tokio::time::sleep_until(started + moment).await;
-            for slot in restart_dead(group) {
-                self.restarted_dead += 1;
-                group.start(slot)?;
-            }
+            self.restarted_dead += restart_dead(group)?;
             let running = group.running_slots();
             let victim = running[dice.below(running.len() as u64) as usize];
             group.kill(victim)?;

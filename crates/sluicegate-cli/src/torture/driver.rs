@@ -13,9 +13,10 @@ use super::audit::{self, Rules, COMMIT_SLACK};
 use super::group::{Ending, Group};
 use super::journal::{self, now_us};
 use super::member::MemberSettings;
-use super::workload::{self, Dice, Workload};
+use super::workload::{self, Workload};
 use super::{CampaignArgs, CampaignReport};
 use crate::bench::child_broker::BenchBroker;
+use crate::dice::Dice;
 use crate::progress::thousands;
 use crate::topic;
 
@@ -63,6 +64,30 @@ pub struct Campaign<'a> {
     pub workload: Workload,
     /// Member slots of the group.
     pub members: usize,
+}
+
+impl<'a> Campaign<'a> {
+    /// A campaign producing `records` over `duration_s` seconds to a group of `members` slots.
+    pub fn new(
+        name: &'static str,
+        common: &'a CampaignArgs,
+        group: &'a GroupArgs,
+        records: u64,
+        duration_s: u64,
+        members: u64,
+    ) -> Self {
+        Self {
+            name,
+            common,
+            group,
+            workload: Workload {
+                records,
+                keys: group.keys,
+                window: Duration::from_secs(duration_s),
+            },
+            members: members as usize,
+        }
+    }
 }
 
 /// Runs the campaign and audits it.
@@ -302,9 +327,7 @@ async fn settle(
 ) -> anyhow::Result<Option<Duration>> {
     let started = Instant::now();
     while started.elapsed() < timeout {
-        for slot in restart_dead(group) {
-            group.start(slot)?;
-        }
+        restart_dead(group)?;
         let (bootstrap, topic) = (target.bootstrap.to_owned(), target.topic.to_owned());
         let caught_up = tokio::task::spawn_blocking(move || all_committed(&bootstrap, &topic))
             .await
@@ -317,15 +340,19 @@ async fn settle(
     Ok(None)
 }
 
-/// Slots whose member died on its own, to start again.
-pub fn restart_dead(group: &mut Group) -> Vec<usize> {
+/// Starts again the members that died on their own; returns how many.
+pub fn restart_dead(group: &mut Group) -> anyhow::Result<u64> {
     let before = group.empty_slots();
     group.reap_dead();
-    group
+    let dead: Vec<usize> = group
         .empty_slots()
         .into_iter()
         .filter(|slot| !before.contains(slot))
-        .collect()
+        .collect();
+    for &slot in &dead {
+        group.start(slot)?;
+    }
+    Ok(dead.len() as u64)
 }
 
 /// Whether the group (named like the topic) committed up to the end of every partition.

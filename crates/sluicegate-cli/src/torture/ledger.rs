@@ -284,15 +284,19 @@ mod tests {
             (id(1, 0), at(50)),
             (id(9, 0), at(60)), // never confirmed
         ];
-        let tally = tally(&produced, &handled, at(1000));
-        assert_eq!(tally.produced, 5);
-        assert_eq!(tally.processed, 5);
-        assert_eq!(tally.duplicated, 1);
-        assert_eq!(tally.order_violations, 1);
-        assert_eq!(tally.unconfirmed, 1);
-        // 1/1 (delivered at 100) is never handled: it waits until the end.
-        assert_eq!(tally.lost, 1);
-        assert_eq!(tally.worst_pause, Duration::from_millis(900));
+        assert_eq!(
+            tally(&produced, &handled, at(1000)),
+            Tally {
+                produced: 5,
+                processed: 5,
+                // 1/1 (delivered at 100) is never handled: it waits until the end.
+                lost: 1,
+                duplicated: 1,
+                order_violations: 1,
+                unconfirmed: 1,
+                worst_pause: Duration::from_millis(900),
+            }
+        );
     }
 
     #[test]

@@ -104,4 +104,10 @@ impl CampaignArgs {
         report.print(self.json)?;
         report.verdict()
     }
+
+    /// A size flag's value: the one `given`, else the `short` size with `--short`, else the
+    /// `full` one.
+    pub fn size(&self, given: Option<u64>, full: u64, short: u64) -> u64 {
+        given.unwrap_or(if self.short { short } else { full })
+    }
 }

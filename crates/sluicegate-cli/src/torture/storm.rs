@@ -13,8 +13,8 @@ use clap::Args;
 
 use super::driver::{self, restart_dead, Campaign, Disruption, GroupArgs};
 use super::group::Group;
-use super::workload::{Dice, Workload};
 use super::CampaignArgs;
+use crate::dice::Dice;
 
 #[derive(Debug, Args)]
 pub struct StormArgs {
@@ -38,21 +38,15 @@ pub struct StormArgs {
 }
 
 pub fn run(args: StormArgs) -> anyhow::Result<()> {
-    let short = args.common.short;
-    let pick = |given: Option<u64>, full: u64, short_size: u64| {
-        given.unwrap_or(if short { short_size } else { full })
-    };
-    let campaign = Campaign {
-        name: "storm",
-        common: &args.common,
-        group: &args.group,
-        workload: Workload {
-            records: pick(args.records, 200_000, 20_000),
-            keys: args.group.keys,
-            window: Duration::from_secs(pick(args.duration, 60, 20)),
-        },
-        members: pick(args.members, 5, 4) as usize,
-    };
+    let common = &args.common;
+    let campaign = Campaign::new(
+        "storm",
+        common,
+        &args.group,
+        common.size(args.records, 200_000, 20_000),
+        common.size(args.duration, 60, 20),
+        common.size(args.members, 5, 4),
+    );
     let storm = Storm {
         interval: Duration::from_millis(args.interval_ms),
         joins: 0,
@@ -86,10 +80,7 @@ impl Disruption for Storm {
                 break;
             }
             tokio::time::sleep(pause).await;
-            for slot in restart_dead(group) {
-                self.restarted_dead += 1;
-                group.start(slot)?;
-            }
+            self.restarted_dead += restart_dead(group)?;
             let (running, empty) = (group.running_slots(), group.empty_slots());
             let leave = running.len() > 1 && (empty.is_empty() || dice.below(2) == 0);
             if leave {

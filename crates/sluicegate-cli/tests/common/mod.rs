@@ -1,10 +1,11 @@
 //! Running the built `sluice` binary in tests: a development broker as a child process, runs
 //! with a deadline, and reading `consume --format json` output back into bytes; [`task`] has
-//! tasks for `sluice process` and `sluice dlq`.
+//! tasks for `sluice process` and `sluice dlq`, [`torture`] the campaigns' reports.
 
 #![allow(dead_code)] // Each test binary uses a different part.
 
 pub mod task;
+pub mod torture;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
@@ -227,6 +228,47 @@ pub fn parse_json_lines(stdout: &[u8]) -> Vec<Consumed> {
             }
         })
         .collect()
+}
+
+/// Every record of `topic`, read with `sluice consume --format json` (which must succeed).
+pub fn consume_all(bootstrap: &str, topic: &str) -> Vec<Consumed> {
+    let consume = run(
+        &[
+            "consume",
+            "-b",
+            bootstrap,
+            "--topic",
+            topic,
+            "--from",
+            "beginning",
+            "--exit-at-end",
+            "--format",
+            "json",
+        ],
+        b"",
+    );
+    consume.assert_ok();
+    parse_json_lines(&consume.stdout)
+}
+
+/// librdkafka properties (`-X` flags) with which tansu lets a consumer join a group in well
+/// under a second (see DESIGN.md).
+const GROUP_TIMEOUTS: [&str; 4] = [
+    "-X",
+    "max.poll.interval.ms=10000",
+    "-X",
+    "session.timeout.ms=6000",
+];
+
+/// Runs `sluice consume -b BOOTSTRAP --topic TOPIC --group GROUP args...` with
+/// [`GROUP_TIMEOUTS`].
+pub fn consume_in_group(bootstrap: &str, topic: &str, group: &str, args: &[&str]) -> Run {
+    let mut argv = vec![
+        "consume", "-b", bootstrap, "--topic", topic, "--group", group,
+    ];
+    argv.extend_from_slice(args);
+    argv.extend_from_slice(&GROUP_TIMEOUTS);
+    run(&argv, b"")
 }
 
 /// A JSON string (UTF-8 bytes), `{"base64": ...}` (other bytes) or null.

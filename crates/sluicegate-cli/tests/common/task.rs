@@ -21,7 +21,7 @@ use sluicegate::testing::{
     committed_offset, consumer_config, produce_records, unique_name, TestBroker, TestRecord,
 };
 
-use super::{parse_json_lines, run, sluice, Consumed, Run};
+use super::{consume_all, run, sluice, Consumed, Run};
 
 /// Settings every test task has: tansu joins groups fast with these (see DESIGN.md).
 const GROUP_TIMEOUTS: &str = "session_timeout = \"6s\"\nmax_poll_interval = \"10s\"\n";
@@ -257,23 +257,7 @@ command = ["sh", "{script}"]
 
     /// Every record of `topic`, read with `sluice consume --format json`.
     pub fn records(&self, topic: &str) -> Vec<Consumed> {
-        let consume = run(
-            &[
-                "consume",
-                "-b",
-                &self.bootstrap,
-                "--topic",
-                topic,
-                "--from",
-                "beginning",
-                "--exit-at-end",
-                "--format",
-                "json",
-            ],
-            b"",
-        );
-        consume.assert_ok();
-        parse_json_lines(&consume.stdout)
+        consume_all(&self.bootstrap, topic)
     }
 }
 

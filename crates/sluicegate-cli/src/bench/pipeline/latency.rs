@@ -26,6 +26,7 @@ use super::keyed_topic::prepare_keyed_topic;
 use super::precise_timer::{PreciseTimer, TimerHandle};
 use super::{engine_options, wait_until_done, PipelineArgs};
 use crate::bench::{fresh_group, per_second};
+use crate::dice::Dice;
 use crate::exit::usage;
 use crate::progress::{thousands, Progress};
 use crate::{out, payload, rss};
@@ -386,33 +387,11 @@ pub(super) fn run(args: &PipelineArgs) -> anyhow::Result<(Vec<ModeReport>, Laten
 /// The handler delay of each record: uniform in 0..=`max_us` microseconds (nanosecond steps),
 /// from a seeded xorshift64* generator.
 fn draw_delays(records: u64, max_us: u64, seed: u64) -> Vec<Duration> {
-    let mut random = XorShift::new(seed);
+    let mut random = Dice::new(seed);
     let span = max_us * 1_000 + 1;
     (0..records)
         .map(|_| Duration::from_nanos(random.next_u64() % span))
         .collect()
-}
-
-/// xorshift64*: small, fast and good enough for drawing delays.
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> Self {
-        // splitmix64 of the seed, so that small seeds give well-mixed, non-zero states.
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Self((z ^ (z >> 31)).max(1))
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
 }
 
 /// What one mode measured.
