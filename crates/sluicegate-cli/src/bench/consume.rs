@@ -32,10 +32,9 @@ use super::{
     filled_topic, fresh_group, median, per_second, print_json, spawn_worker, FilledTopic,
     GroupTimeouts, Property, WorkerTarget, RSS_SCOPE, STALL_TIMEOUT,
 };
-use crate::exit::usage;
 use crate::progress::{thousands, Progress};
 use crate::topic::{self, PartitionOffsets};
-use crate::{out, payload, rss};
+use crate::{out, rss};
 
 /// The baseline's librdkafka tuning: no backoff between fetches and a prefetch queue deep
 /// enough that the fetcher never waits for the application.
@@ -170,19 +169,6 @@ struct ConsumeReport<'a> {
 
 pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let record_bytes = args.record_bytes as usize;
-    if args.brokers.is_none() {
-        let stored = payload::stored_bytes(args.records_per_partition, record_bytes);
-        if stored > payload::MOCK_PARTITION_BYTES {
-            return Err(usage(format!(
-                "{} records of {record_bytes} bytes per partition is about {} per partition, above the \
-                 development broker's 5 MiB per partition limit (it silently drops older data); use at most \
-                 --records-per-partition {} or pass --brokers",
-                thousands(args.records_per_partition),
-                rss::mib(stored),
-                thousands(payload::mock_partition_capacity(record_bytes)),
-            )));
-        }
-    }
     let FilledTopic {
         broker,
         bootstrap,

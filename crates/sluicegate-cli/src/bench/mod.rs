@@ -26,6 +26,7 @@ use crate::out;
 use crate::produce::ProducePlan;
 use crate::progress::{thousands, Progress};
 use crate::topic::{self, PartitionOffsets};
+use crate::{payload, rss};
 use child_broker::BenchBroker;
 
 #[derive(Debug, Subcommand)]
@@ -201,7 +202,8 @@ pub struct FilledTopic {
 }
 
 /// The `--brokers` broker (or a child development broker) with `topic` prepared as
-/// [`prepare_topic`] does.
+/// [`prepare_topic`] does. A topic the development broker cannot hold whole (it silently
+/// drops data beyond 5 MiB per partition) is refused as a usage error.
 pub fn filled_topic(
     brokers: Option<&str>,
     topic_name: &str,
@@ -209,6 +211,19 @@ pub fn filled_topic(
     records_per_partition: u64,
     record_bytes: usize,
 ) -> anyhow::Result<FilledTopic> {
+    if brokers.is_none() {
+        let stored = payload::stored_bytes(records_per_partition, record_bytes);
+        if stored > payload::MOCK_PARTITION_BYTES {
+            return Err(usage(format!(
+                "{} records of {record_bytes} bytes per partition is about {} per partition, above the \
+                 development broker's 5 MiB per partition limit (it silently drops older data); use at most \
+                 --records-per-partition {} or pass --brokers",
+                thousands(records_per_partition),
+                rss::mib(stored),
+                thousands(payload::mock_partition_capacity(record_bytes)),
+            )));
+        }
+    }
     let broker = BenchBroker::given_or_child(brokers, &[(topic_name, partitions)])?;
     let bootstrap = broker.bootstrap_servers().to_owned();
     let broker_label = broker.label().to_owned();

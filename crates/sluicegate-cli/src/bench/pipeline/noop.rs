@@ -21,10 +21,9 @@ use crate::bench::{
     filled_topic, fresh_group, median, per_second, print_json, spawn_worker, FilledTopic,
     GroupTimeouts, WorkerTarget, RSS_SCOPE,
 };
-use crate::exit::usage;
 use crate::progress::{thousands, Progress};
 use crate::topic::{self, PartitionOffsets};
-use crate::{out, payload, rss};
+use crate::{out, rss};
 
 /// Share of the plain loop's records/s the no-op pipeline must reach.
 const NOOP_GOAL: f64 = 0.85;
@@ -141,17 +140,6 @@ impl NoopSide {
 /// Runs the rounds of every side and takes the medians.
 pub(super) fn run(args: &PipelineArgs) -> anyhow::Result<NoopReport> {
     let record_bytes = args.record_bytes as usize;
-    if args.brokers.is_none() {
-        let stored = payload::stored_bytes(args.records_per_partition, record_bytes);
-        if stored > payload::MOCK_PARTITION_BYTES {
-            return Err(usage(format!(
-                "{} records of {record_bytes} bytes per partition is above the development broker's 5 MiB per \
-                 partition limit; use at most --records-per-partition {} or pass --brokers",
-                thousands(args.records_per_partition),
-                thousands(payload::mock_partition_capacity(record_bytes)),
-            )));
-        }
-    }
     let FilledTopic {
         broker,
         bootstrap,
