@@ -1,4 +1,4 @@
-//! A binary of your own through the library, in process on tansu: a registered handler's
+//! A binary of your own through the library, in process on Apache Kafka: a registered handler's
 //! settings are checked like the built-in ones', and `process` runs it, a `Permanent` error
 //! going to the dead-letter topic.
 //!

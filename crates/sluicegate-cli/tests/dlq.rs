@@ -1,4 +1,4 @@
-//! `sluice dlq inspect` and `sluice dlq replay` on tansu: a record its handler calls bad
+//! `sluice dlq inspect` and `sluice dlq replay` on Apache Kafka: a record its handler calls bad
 //! (exit 65) goes straight to the dead-letter topic, is listed with its reason, and is
 //! processed once replayed.
 

@@ -1,4 +1,4 @@
-//! The `exec` handler of `sluice process` on tansu, with real commands: success, failures
+//! The `exec` handler of `sluice process` on Apache Kafka, with real commands: success, failures
 //! whose standard error becomes the reason, a timeout that kills the command and what it
 //! started, a pool of long-lived workers, and batches as JSON lines.
 

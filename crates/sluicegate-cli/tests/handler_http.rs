@@ -1,4 +1,4 @@
-//! The `http` handler of `sluice process` on tansu, against a local HTTP server the test
+//! The `http` handler of `sluice process` on Apache Kafka, against a local HTTP server the test
 //! starts: 2xx succeeds, 5xx is retried until it succeeds, 4xx goes to the dead letters at
 //! once, a slow server times out and is retried, and the configured secret header never
 //! shows in a failure.

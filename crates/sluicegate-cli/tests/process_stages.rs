@@ -1,4 +1,4 @@
-//! `sluice process` on tansu: stages in separate processes share a task's work, retries wait
+//! `sluice process` on Apache Kafka: stages in separate processes share a task's work, retries wait
 //! until they are due without spinning, and a kill -9 between writing a retry and committing
 //! the original loses nothing.
 

@@ -1,5 +1,5 @@
-//! SASL configured through the configuration file, against a tansu broker that requires
-//! SCRAM-SHA-256: a task runs and commits, and nothing it printed — its logs at debug level,
+//! SASL over TLS configured through the configuration file, against Apache Kafka's SASL_SSL
+//! listener with SCRAM-SHA-512: a task runs and commits, and nothing it printed — its logs at debug level,
 //! its metrics, `sluice status` — shows the password; a wrong password stops `sluice process`
 //! at once with the broker's reason.
 
@@ -10,58 +10,23 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
-use sluicegate::testing::{tansu_with_authentication, unique_name, SCRAM_USER};
+use sluicegate::testing::{
+    produce_records, secured_kafka, unique_name, TestBroker, TestRecord, SASL_USER,
+};
 
 use common::sluice;
 use common::task::{block_on, wait_until};
 
-/// The librdkafka properties of the test user's login with `password`.
-fn login(password: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set(
-            "bootstrap.servers",
-            tansu_with_authentication().bootstrap_servers(),
-        )
-        .set("security.protocol", "SASL_PLAINTEXT")
-        .set("sasl.mechanism", "SCRAM-SHA-256")
-        .set("sasl.username", SCRAM_USER.0)
-        .set("sasl.password", password);
-    config
-}
-
-/// A topic with `count` records, made and written with the right password.
+/// A topic with `count` records, made and written over the broker's PLAINTEXT listener.
 fn topic_with_records(count: usize) -> String {
     let topic = unique_name("secured");
     block_on(async {
-        let admin: AdminClient<DefaultClientContext> = login(SCRAM_USER.1).create().unwrap();
-        let created = admin
-            .create_topics(
-                [&NewTopic::new(&topic, 2, TopicReplication::Fixed(1))],
-                &AdminOptions::new().request_timeout(Some(Duration::from_secs(30))),
-            )
-            .await
-            .unwrap();
-        for result in created {
-            result.unwrap();
-        }
-        let producer: FutureProducer = login(SCRAM_USER.1).create().unwrap();
-        for n in 0..count {
-            let value = format!("record-{n}");
-            producer
-                .send(
-                    FutureRecord::<str, str>::to(&topic)
-                        .payload(&value)
-                        .key(&value),
-                    Duration::from_secs(30),
-                )
-                .await
-                .unwrap();
-        }
+        let broker = TestBroker::Kafka(secured_kafka().cluster());
+        broker.create_topic(&topic, 2).await;
+        let records = (0..count)
+            .map(|n| TestRecord::keyed(format!("record-{n}"), format!("record-{n}")))
+            .collect();
+        produce_records(&broker.bootstrap_servers(), &topic, records).await;
     });
     topic
 }
@@ -74,7 +39,7 @@ fn write_config(dir: &std::path::Path, topic: &str, group: &str) -> String {
         format!(
             r#"[clusters.secured]
 bootstrap_servers = "{bootstrap}"
-security = {{ protocol = "sasl_plaintext", sasl_mechanism = "SCRAM-SHA-256", username = "{user}", password = {{ env = "SLUICE_TEST_KAFKA_PASSWORD" }} }}
+security = {{ protocol = "sasl_ssl", sasl_mechanism = "SCRAM-SHA-512", username = "{user}", password = {{ env = "SLUICE_TEST_KAFKA_PASSWORD" }}, ca_location = "{ca}" }}
 # librdkafka's own debug logs of the login: where a password could show.
 librdkafka = {{ debug = "security,broker" }}
 
@@ -87,8 +52,9 @@ commit_interval = "200ms"
 retry_delays = ["1s"]
 handler = {{ type = "exec", command = ["true"] }}
 "#,
-            bootstrap = tansu_with_authentication().bootstrap_servers(),
-            user = SCRAM_USER.0,
+            bootstrap = secured_kafka().sasl_ssl(),
+            user = SASL_USER.0,
+            ca = secured_kafka().ca_location().display(),
         ),
     )
     .unwrap();
@@ -142,12 +108,7 @@ fn a_task_logs_in_through_its_configuration_and_never_shows_the_password() {
         listener.local_addr().unwrap().to_string()
     };
     let stderr = dir.path().join("process.stderr");
-    let running = process(
-        &config,
-        SCRAM_USER.1,
-        &stderr,
-        &["--metrics-addr", &address],
-    );
+    let running = process(&config, SASL_USER.1, &stderr, &["--metrics-addr", &address]);
     let processed = format!("sluice_records_processed_total{{topic=\"{topic}\"}} 20");
     let mut metrics = String::new();
     wait_until("20 records processed, as /metrics says", || {
@@ -157,11 +118,18 @@ fn a_task_logs_in_through_its_configuration_and_never_shows_the_password() {
     // `sluice status` with the same login on the command line.
     let status = sluice()
         .args(["status", "--group", &group, "--topic", &topic])
-        .args(["-b", &tansu_with_authentication().bootstrap_servers()])
-        .args(["-X", "security.protocol=SASL_PLAINTEXT"])
-        .args(["-X", "sasl.mechanism=SCRAM-SHA-256"])
-        .args(["-X", &format!("sasl.username={}", SCRAM_USER.0)])
-        .args(["-X", &format!("sasl.password={}", SCRAM_USER.1)])
+        .args(["-b", &secured_kafka().sasl_ssl()])
+        .args(["-X", "security.protocol=SASL_SSL"])
+        .args(["-X", "sasl.mechanism=SCRAM-SHA-512"])
+        .args(["-X", &format!("sasl.username={}", SASL_USER.0)])
+        .args(["-X", &format!("sasl.password={}", SASL_USER.1)])
+        .args([
+            "-X",
+            &format!(
+                "ssl.ca.location={}",
+                secured_kafka().ca_location().display()
+            ),
+        ])
         .output()
         .unwrap();
     assert!(status.status.success(), "{}", written(&status));
@@ -190,7 +158,7 @@ fn a_task_logs_in_through_its_configuration_and_never_shows_the_password() {
         ("sluice status", written(&status)),
     ] {
         assert!(
-            !text.contains(SCRAM_USER.1),
+            !text.contains(SASL_USER.1),
             "{what} show the password:\n{text}"
         );
     }

@@ -1,11 +1,7 @@
-//! `sluice status` against a real broker process, tansu (one per test binary, see
-//! `sluicegate::testing::tansu`): committed offset, end offset and lag per partition, owners,
-//! errors, and `--watch`.
-//!
-//! tansu 0.6.0 cannot describe groups with its sqlite storage (DescribeGroups closes the
-//! connection), so there the owners are unknown: the tests check that `sluice status` says so
-//! once and shows everything else. Reading owners out of the assignment bytes is unit-tested
-//! in `src/status/assignment.rs`.
+//! `sluice status` against Apache Kafka (one per test binary, see
+//! `sluicegate::testing::kafka`): committed offset, end offset and lag per partition, owners
+//! (member, host and client id of a running group), errors, and `--watch`. Reading owners out
+//! of the assignment bytes is unit-tested in `src/status/assignment.rs`.
 
 mod common;
 
@@ -19,7 +15,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 use sluicegate::testing::{
-    consumer_config, produce_records, tansu, unique_name, TestBroker, TestRecord,
+    consumer_config, kafka, produce_records, unique_name, TestBroker, TestRecord,
 };
 
 /// What one JSON line of `sluice status --format json` says.
@@ -34,7 +30,7 @@ struct Row {
 
 /// A topic with `counts[p]` records in partition `p`.
 fn filled_topic(prefix: &str, counts: &[usize]) -> String {
-    let broker = TestBroker::tansu();
+    let broker = TestBroker::kafka();
     let topic = unique_name(prefix);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(broker.create_topic(&topic, counts.len() as i32));
@@ -55,7 +51,7 @@ fn filled_topic(prefix: &str, counts: &[usize]) -> String {
 
 /// Commits these offsets for `group` without joining it.
 fn commit(group: &str, topic: &str, offsets: &[(i32, i64)]) {
-    let consumer: BaseConsumer = consumer_config(&tansu().bootstrap_servers(), group)
+    let consumer: BaseConsumer = consumer_config(&kafka().bootstrap_servers(), group)
         .create()
         .expect("consumer");
     let mut list = TopicPartitionList::new();
@@ -68,7 +64,7 @@ fn commit(group: &str, topic: &str, offsets: &[(i32, i64)]) {
 
 /// `sluice status ARGS... --format json`, which must succeed: its objects and its stderr.
 fn status_objects(group: &str, args: &[&str]) -> (Vec<Value>, String) {
-    let brokers = tansu().bootstrap_servers();
+    let brokers = kafka().bootstrap_servers();
     let mut argv = vec![
         "status", "-b", &brokers, "--group", group, "--format", "json",
     ];
@@ -128,7 +124,7 @@ fn committed_end_and_lag_per_partition_then_zero_lag() {
     );
 
     // The table says the same, in columns, with the total.
-    let brokers = tansu().bootstrap_servers();
+    let brokers = kafka().bootstrap_servers();
     let table = run(&["status", "-b", &brokers, "--group", &group], b"");
     table.assert_ok();
     let text = String::from_utf8(table.stdout.clone()).expect("UTF-8");
@@ -171,7 +167,7 @@ fn committed_end_and_lag_per_partition_then_zero_lag() {
 fn a_group_that_consumed_everything_has_zero_lag() {
     let topic = filled_topic("status-consumed", &[4, 2, 3]);
     let group = unique_name("status-consumed-group");
-    let brokers = tansu().bootstrap_servers();
+    let brokers = kafka().bootstrap_servers();
     consume_in_group(
         &brokers,
         &topic,
@@ -195,7 +191,7 @@ fn owners_while_a_consumer_is_in_the_group() {
     let topic = filled_topic("status-owner", &[2, 2]);
     let group = unique_name("status-owner-group");
     let client_id = unique_name("status-owner-client");
-    let consumer: BaseConsumer = consumer_config(&tansu().bootstrap_servers(), &group)
+    let consumer: BaseConsumer = consumer_config(&kafka().bootstrap_servers(), &group)
         .set("client.id", &client_id)
         .create()
         .expect("consumer");
@@ -218,25 +214,52 @@ fn owners_while_a_consumer_is_in_the_group() {
         })
         .collect();
     assert_eq!(rows, [(0, None, 2), (1, None, 2)]);
-    if stderr.contains("could not describe group") {
-        // tansu 0.6.0: no owners, said once, the rest shown.
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(
-            objects.iter().all(|object| object["owner"].is_null()),
-            "{objects:?}"
-        );
-    } else {
-        assert!(stderr.is_empty(), "{stderr}");
-        for object in &objects {
-            assert_eq!(object["owner"]["client_id"], client_id.as_str(), "{object}");
-        }
+    assert!(stderr.is_empty(), "{stderr}");
+    // Kafka describes the group: the member that owns both partitions, its host and client id
+    // (a classic member's id is its client id and a unique suffix).
+    for object in &objects {
+        let owner = &object["owner"];
+        assert_eq!(owner["client_id"], client_id.as_str(), "{object}");
+        let member = owner["member_id"].as_str().expect("a member id");
+        assert!(member.starts_with(&format!("{client_id}-")), "{object}");
+        assert_eq!(owner["host"], "/127.0.0.1", "{object}");
     }
+    assert_eq!(
+        objects[0]["owner"], objects[1]["owner"],
+        "one member owns both"
+    );
+    // The table shows the same owner in its columns, and the group's state.
+    let brokers = kafka().bootstrap_servers();
+    let table = run(
+        &[
+            "status", "-b", &brokers, "--group", &group, "--topic", &topic,
+        ],
+        b"",
+    );
+    table.assert_ok();
+    let text = String::from_utf8(table.stdout.clone()).expect("UTF-8");
+    let member = objects[0]["owner"]["member_id"].as_str().expect("member");
+    let first_row: Vec<&str> = text
+        .lines()
+        .nth(1)
+        .expect("a row")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        first_row[5..],
+        [member, "/127.0.0.1", client_id.as_str()],
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("group {group}: Stable, 1 member")),
+        "{text}"
+    );
     drop(consumer);
 }
 
 #[test]
 fn a_missing_group_or_topic_is_one_line_and_status_1() {
-    let brokers = tansu().bootstrap_servers();
+    let brokers = kafka().bootstrap_servers();
     let group = unique_name("status-nobody");
     run(&["status", "-b", &brokers, "--group", &group], b"")
         .assert_one_line_error(1, "has no committed offsets");
@@ -269,7 +292,7 @@ fn watch_prints_a_table_per_interval_until_ctrl_c() {
     let topic = filled_topic("status-watch", &[3]);
     let group = unique_name("status-watch-group");
     commit(&group, &topic, &[(0, 1)]);
-    let brokers = tansu().bootstrap_servers();
+    let brokers = kafka().bootstrap_servers();
     let mut child = sluice()
         .args([
             "status",

@@ -1,4 +1,4 @@
-//! A task from a configuration file, end to end on tansu: records in, HTTP calls made (in
+//! A task from a configuration file, end to end on Apache Kafka: records in, HTTP calls made (in
 //! batches, one of them failing once and retried through the retry topic), commits done, and
 //! `sluice status` shows no lag left.
 

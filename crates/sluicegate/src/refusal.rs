@@ -17,6 +17,10 @@ const REFUSED: &[&str] = &[
     "SASL authentication failed",
     "SSL handshake failed",
     "certificate verify failed",
+    // The broker wanted a client certificate (mutual TLS) and got none or one it does not
+    // trust: OpenSSL reports the broker's alert when the first response is read.
+    "alert bad certificate",
+    "alert certificate required",
 ];
 
 /// Whether `error` says the brokers refused this client's credentials or TLS handshake.
@@ -129,6 +133,9 @@ mod tests {
         let line = "sasl_plaintext://b:9092/bootstrap: SASL authentication error: invalid-proof";
         assert!(refusal.note_log("FAIL", line));
         assert!(refusal.note_log("FAIL", "SSL handshake failed: certificate verify failed"));
+        let missing_client_certificate = "ssl://127.0.0.1:53411/bootstrap: Receive failed: \
+            error:0A000412:SSL routines::sslv3 alert bad certificate: SSL alert number 42";
+        assert!(refusal.note_log("FAIL", missing_client_certificate));
         assert_eq!(
             refusal.reason().as_deref(),
             Some(line),

@@ -115,11 +115,11 @@ mod embedded {
     }
 }
 
-mod tansu {
+mod kafka {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stalled_handler_keeps_the_engine_within_its_bound() {
         super::init_tracing();
-        super::a_stalled_handler_keeps_the_engine_within_its_bound(super::TestBroker::tansu())
+        super::a_stalled_handler_keeps_the_engine_within_its_bound(super::TestBroker::kafka())
             .await;
     }
 }

@@ -88,7 +88,7 @@ async fn a_missing_topic_is_named_on_the_embedded_broker() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_topic_is_named_on_tansu() {
+async fn a_missing_topic_is_named_on_kafka() {
     init_tracing();
-    a_missing_topic_is_named(TestBroker::tansu()).await;
+    a_missing_topic_is_named(TestBroker::kafka()).await;
 }

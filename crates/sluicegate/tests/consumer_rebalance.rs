@@ -6,12 +6,7 @@
 //! every record a subscriber took and every acknowledgement with its outcome, all stamped with
 //! one global sequence number. The checks run on the journal afterwards (see [`verify`]).
 //!
-//! One variant is `#[ignore]`d because the broker fails it; run it with
-//! `cargo test -p sluicegate --test consumer_rebalance -- --ignored`: on tansu 0.6.0, a third
-//! member joining while two members own partitions. tansu answers the leader's JoinGroup at
-//! once with the metadata other members sent at their previous join, so the cooperative-sticky
-//! assignor believes they own nothing and gives a partition still owned by one member to the
-//! new one (two owners at once).
+//! Every scenario runs on the embedded mock cluster and on Apache Kafka.
 
 mod common;
 
@@ -1096,11 +1091,7 @@ fn current_owners(journal: &Journal) -> BTreeMap<i32, usize> {
 
 on_both_brokers!(
     second_member_joins_and_leaves_while_processing,
-    third_member_joins_and_one_leaves_while_processing {
-        tansu: #[ignore = "tansu 0.6.0 answers the leader's JoinGroup before the other members \
-            rejoined, with their stale metadata (owned partitions), so a joining member is \
-            assigned a partition another member still owns"]
-    },
+    third_member_joins_and_one_leaves_while_processing,
     three_members_in_one_engine_split_the_partitions,
     stopping_members_commit_their_final_offsets_despite_the_rebalance,
 );

@@ -59,7 +59,7 @@ async fn records_arrive_with_every_field_on_the_embedded_broker() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn records_arrive_with_every_field_on_tansu() {
+async fn records_arrive_with_every_field_on_kafka() {
     init_tracing();
-    records_arrive_with_every_field(TestBroker::tansu()).await;
+    records_arrive_with_every_field(TestBroker::kafka()).await;
 }

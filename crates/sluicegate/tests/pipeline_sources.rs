@@ -114,4 +114,4 @@ async fn members_share_partitions_without_overlap(broker: TestBroker) {
     );
 }
 
-on_both_brokers!(members_share_partitions_without_overlap { tansu: #[ignore = "tansu 0.6.0 answers a third member's JoinGroup with stale metadata, giving a partition two owners (see consumer_rebalance.rs)"] });
+on_both_brokers!(members_share_partitions_without_overlap);

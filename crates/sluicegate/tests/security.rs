@@ -1,101 +1,122 @@
-//! SASL and TLS against tansu brokers: SCRAM-SHA-256 credentials produce and consume, and so
-//! does a client that trusts the broker's certificate authority; a wrong password or an
-//! untrusted certificate fails the engine's start and the producer at once, with a clear
-//! reason (and never the password).
+//! TLS and SASL on Apache Kafka's own listeners: a client trusting the broker's authority
+//! (SSL), one that also presents a client certificate (mutual TLS), and logins with PLAIN,
+//! SCRAM-SHA-256 and SCRAM-SHA-512 over SASL_SSL each produce and consume through the
+//! library's producer and engine. A wrong password, an untrusted certificate and a missing
+//! client certificate each fail the engine's start and the producer at once, with the reason,
+//! and never show the password.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::eventually;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::ClientConfig;
 use sluicegate::pipeline::Pipeline;
 use sluicegate::producer::{ProduceError, ProduceRecord, Producer, ProducerOptions};
-use sluicegate::testing::{
-    self, init_tracing, tansu_with_authentication, tansu_with_tls, SCRAM_USER,
-};
+use sluicegate::testing::{self, init_tracing, secured_kafka, TestBroker, SASL_USER};
 use sluicegate::{ConsumerEngine, ConsumerOptions, EngineError};
 
-/// The librdkafka properties of a SCRAM-SHA-256 login with `password`.
-fn login(password: &str) -> [(&'static str, String); 4] {
-    [
-        ("security.protocol", "SASL_PLAINTEXT".to_string()),
-        ("sasl.mechanism", "SCRAM-SHA-256".to_string()),
-        ("sasl.username", SCRAM_USER.0.to_string()),
-        ("sasl.password", password.to_string()),
-    ]
+/// How a client reaches the secured broker: the listener and the librdkafka properties.
+struct Client {
+    bootstrap_servers: String,
+    properties: Vec<(&'static str, String)>,
 }
 
-fn consumer(topic: &str, password: &str) -> ConsumerOptions {
-    let broker = tansu_with_authentication();
-    let options = ConsumerOptions::new(
-        broker.bootstrap_servers(),
-        testing::unique_name("secure-group"),
-        [topic],
-    )
-    .session_timeout(Duration::from_secs(6))
-    .max_poll_interval(Duration::from_secs(10))
-    .commit_interval(Duration::from_millis(200))
-    .connect_timeout(Duration::from_secs(60));
-    login(password)
-        .into_iter()
-        .fold(options, |options, (key, value)| {
-            options.librdkafka(key, value)
-        })
-}
-
-fn producer(password: &str) -> Producer {
-    let options = ProducerOptions::new()
-        .bootstrap_servers(tansu_with_authentication().bootstrap_servers())
-        .delivery_timeout(Duration::from_secs(60));
-    Producer::new(
-        login(password)
-            .into_iter()
-            .fold(options, |options, (key, value)| {
-                options.librdkafka(key, value)
-            }),
-    )
-}
-
-async fn create_topic(topic: &str) {
-    let mut config = ClientConfig::new();
-    config.set(
-        "bootstrap.servers",
-        tansu_with_authentication().bootstrap_servers(),
-    );
-    for (key, value) in login(SCRAM_USER.1) {
-        config.set(key, value);
+impl Client {
+    /// SSL, trusting `ca`.
+    fn ssl(ca: std::path::PathBuf) -> Client {
+        Client {
+            bootstrap_servers: secured_kafka().ssl(),
+            properties: vec![
+                ("security.protocol", "SSL".into()),
+                ("ssl.ca.location", ca.display().to_string()),
+            ],
+        }
     }
-    let admin: AdminClient<DefaultClientContext> = config.create().expect("an admin client");
-    let results = admin
-        .create_topics(
-            [&NewTopic::new(topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new().request_timeout(Some(Duration::from_secs(30))),
+
+    /// SSL to the listener that requires a client certificate, presenting ours if `present`.
+    fn mutual_tls(present: bool) -> Client {
+        let kafka = secured_kafka();
+        let mut client = Client::ssl(kafka.ca_location());
+        client.bootstrap_servers = kafka.mutual_tls();
+        if present {
+            client.properties.extend([
+                (
+                    "ssl.certificate.location",
+                    kafka.client_certificate().display().to_string(),
+                ),
+                ("ssl.key.location", kafka.client_key().display().to_string()),
+            ]);
+        }
+        client
+    }
+
+    /// SASL_SSL with `mechanism` and `password`.
+    fn sasl(mechanism: &str, password: &str) -> Client {
+        let kafka = secured_kafka();
+        let mut client = Client::ssl(kafka.ca_location());
+        client.bootstrap_servers = kafka.sasl_ssl();
+        client.properties[0].1 = "SASL_SSL".into();
+        client.properties.extend([
+            ("sasl.mechanism", mechanism.to_owned()),
+            ("sasl.username", SASL_USER.0.to_owned()),
+            ("sasl.password", password.to_owned()),
+        ]);
+        client
+    }
+
+    fn consumer(&self, topic: &str) -> ConsumerOptions {
+        let options = ConsumerOptions::new(
+            self.bootstrap_servers.clone(),
+            testing::unique_name("secure-group"),
+            [topic],
         )
-        .await
-        .expect("topic creation answered");
-    for result in results {
-        result.expect("the topic is created");
+        .session_timeout(Duration::from_secs(6))
+        .max_poll_interval(Duration::from_secs(10))
+        .commit_interval(Duration::from_millis(200))
+        .connect_timeout(Duration::from_secs(60));
+        self.properties
+            .iter()
+            .fold(options, |options, (key, value)| {
+                options.librdkafka(*key, value.clone())
+            })
+    }
+
+    fn producer(&self) -> Producer {
+        let options = ProducerOptions::new()
+            .bootstrap_servers(self.bootstrap_servers.clone())
+            .delivery_timeout(Duration::from_secs(60));
+        Producer::new(
+            self.properties
+                .iter()
+                .fold(options, |options, (key, value)| {
+                    options.librdkafka(*key, value.clone())
+                }),
+        )
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scram_credentials_produce_and_consume() {
-    init_tracing();
+/// A fresh topic, created over the broker's PLAINTEXT listener.
+async fn topic() -> String {
     let topic = testing::unique_name("secure");
-    create_topic(&topic).await;
-    let producer = producer(SCRAM_USER.1);
+    TestBroker::Kafka(secured_kafka().cluster())
+        .create_topic(&topic, 1)
+        .await;
+    topic
+}
+
+/// Ten records produced and consumed through `client`.
+async fn round_trip(client: Client) {
+    let topic = topic().await;
+    let producer = client.producer();
     for n in 0..10 {
         producer
             .produce(&topic, ProduceRecord::new(format!("{n}").as_bytes()))
             .await
-            .expect("delivered with SCRAM credentials");
+            .expect("delivered");
     }
-    let engine = ConsumerEngine::start(consumer(&topic, SCRAM_USER.1))
+    let engine = ConsumerEngine::start(client.consumer(&topic))
         .await
-        .expect("the engine logs in");
+        .expect("the engine connects");
     let pipeline = Pipeline::builder(())
         .handle_message(|_, message| async move { Ok(message) })
         .source(engine)
@@ -109,13 +130,12 @@ async fn scram_credentials_produce_and_consume() {
     producer.shutdown(Duration::from_secs(5)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_password_fails_at_once_with_the_reason_and_without_the_password() {
-    init_tracing();
-    let wrong = "not-the-password-91a2";
+/// The engine's start and the producer both fail through `client` within 20 s (the connect
+/// and delivery timeouts are 60 s), with a reason containing `reason` and never `secret`.
+async fn refused(client: Client, reason: &str, secret: &str) {
     let started = Instant::now();
-    let error = match ConsumerEngine::start(consumer("any-topic", wrong)).await {
-        Ok(_) => panic!("the engine started with a wrong password"),
+    let error = match ConsumerEngine::start(client.consumer("any-topic")).await {
+        Ok(_) => panic!("the engine connected"),
         Err(error) => error,
     };
     let waited = started.elapsed();
@@ -124,26 +144,22 @@ async fn a_wrong_password_fails_at_once_with_the_reason_and_without_the_password
         "{error:?}"
     );
     let message = error.to_string();
-    assert!(message.contains("SASL"), "{message}");
-    assert!(!message.contains(wrong), "the password leaked: {message}");
-    // The connect timeout is 60 s: a refused login must not be retried until then.
+    assert!(message.contains(reason), "{message}");
+    assert!(!message.contains(secret), "the secret leaked: {message}");
     assert!(
         waited < Duration::from_secs(20),
         "took {waited:?} to give up"
     );
 
-    let producer = producer(wrong);
+    let producer = client.producer();
     let started = Instant::now();
     let refused = producer
         .produce("any-topic", ProduceRecord::new(b"x"))
         .await
-        .expect_err("nothing is delivered with a wrong password");
+        .expect_err("nothing is delivered");
     assert!(matches!(refused, ProduceError::Refused(_)), "{refused:?}");
-    assert!(!refused.to_string().contains(wrong), "{refused}");
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "the delivery timeout is 60 s; a refused login fails sooner"
-    );
+    assert!(!refused.to_string().contains(secret), "{refused}");
+    assert!(started.elapsed() < Duration::from_secs(20), "refused late");
     // Later records are refused at once, without being buffered.
     let again = producer
         .produce_and_forget("any-topic", ProduceRecord::new(b"y"))
@@ -153,109 +169,56 @@ async fn a_wrong_password_fails_at_once_with_the_reason_and_without_the_password
     producer.shutdown(Duration::from_secs(1)).await;
 }
 
-/// A consumer and a producer of the TLS-fronted broker, trusting `ca` if given.
-fn tls_clients(topic: &str, ca: Option<&std::path::Path>) -> (ConsumerOptions, Producer) {
-    let broker = tansu_with_tls();
-    let mut consumer = ConsumerOptions::new(
-        broker.bootstrap_servers(),
-        testing::unique_name("tls-group"),
-        [topic],
-    )
-    .session_timeout(Duration::from_secs(6))
-    .max_poll_interval(Duration::from_secs(10))
-    .commit_interval(Duration::from_millis(200))
-    .connect_timeout(Duration::from_secs(60))
-    .librdkafka("security.protocol", "SSL");
-    let mut producer = ProducerOptions::new()
-        .bootstrap_servers(broker.bootstrap_servers())
-        .delivery_timeout(Duration::from_secs(60))
-        .librdkafka("security.protocol", "SSL");
-    if let Some(ca) = ca {
-        let ca = ca.display().to_string();
-        consumer = consumer.librdkafka("ssl.ca.location", ca.clone());
-        producer = producer.librdkafka("ssl.ca.location", ca);
-    }
-    (consumer, Producer::new(producer))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_the_brokers_authority_produces_and_consumes() {
     init_tracing();
-    let broker = tansu_with_tls();
-    let topic = testing::unique_name("tls");
-    let mut admin_config = ClientConfig::new();
-    admin_config
-        .set("bootstrap.servers", broker.bootstrap_servers())
-        .set("security.protocol", "SSL")
-        .set(
-            "ssl.ca.location",
-            broker.ca_location().display().to_string(),
-        );
-    let admin: AdminClient<DefaultClientContext> = admin_config.create().expect("an admin client");
-    let created = admin
-        .create_topics(
-            [&NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new().request_timeout(Some(Duration::from_secs(30))),
-        )
-        .await
-        .expect("topic creation answered over TLS");
-    for result in created {
-        result.expect("the topic is created");
+    round_trip(Client::ssl(secured_kafka().ca_location())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_with_a_client_certificate_produces_and_consumes() {
+    init_tracing();
+    round_trip(Client::mutual_tls(true)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_plain_over_tls_produces_and_consumes() {
+    init_tracing();
+    round_trip(Client::sasl("PLAIN", SASL_USER.1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_sha_256_over_tls_produces_and_consumes() {
+    init_tracing();
+    round_trip(Client::sasl("SCRAM-SHA-256", SASL_USER.1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_sha_512_over_tls_produces_and_consumes() {
+    init_tracing();
+    round_trip(Client::sasl("SCRAM-SHA-512", SASL_USER.1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_fails_at_once_with_the_reason_and_without_the_password() {
+    init_tracing();
+    for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        let wrong = "not-the-password-91a2";
+        refused(Client::sasl(mechanism, wrong), "SASL", wrong).await;
     }
-    let (consumer, producer) = tls_clients(&topic, Some(broker.ca_location()));
-    for n in 0..10 {
-        producer
-            .produce(&topic, ProduceRecord::new(format!("{n}").as_bytes()))
-            .await
-            .expect("delivered over TLS");
-    }
-    let engine = ConsumerEngine::start(consumer)
-        .await
-        .expect("the engine connects over TLS");
-    let pipeline = Pipeline::builder(())
-        .handle_message(|_, message| async move { Ok(message) })
-        .source(engine)
-        .start()
-        .unwrap();
-    eventually(
-        "all ten consumed over TLS",
-        Duration::from_secs(30),
-        || async { pipeline.stats().processed == 10 },
-    )
-    .await;
-    pipeline.shutdown().await;
-    producer.shutdown(Duration::from_secs(5)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_certificate_fails_at_once_with_the_reason() {
     init_tracing();
-    let (consumer, producer) = tls_clients("any-topic", None);
-    let started = Instant::now();
-    let error = match ConsumerEngine::start(consumer).await {
-        Ok(_) => panic!("the engine trusted an unknown certificate authority"),
-        Err(error) => error,
-    };
-    assert!(
-        matches!(error, EngineError::Authentication { .. }),
-        "{error:?}"
-    );
-    assert!(
-        error.to_string().contains("certificate verify failed"),
-        "{error}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "took {:?}",
-        started.elapsed()
-    );
+    let client = Client::ssl(secured_kafka().other_ca_location());
+    refused(client, "certificate verify failed", SASL_USER.1).await;
+}
 
-    let refused = producer
-        .produce("any-topic", ProduceRecord::new(b"x"))
-        .await
-        .expect_err("nothing is delivered to an untrusted broker");
-    assert!(matches!(refused, ProduceError::Refused(_)), "{refused:?}");
-    producer.shutdown(Duration::from_secs(1)).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_client_certificate_fails_at_once() {
+    init_tracing();
+    refused(Client::mutual_tls(false), "SSL", SASL_USER.1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,7 +227,7 @@ async fn a_retry_task_with_a_wrong_password_does_not_start() {
     let wrong = "not-the-password-5e0d";
     let pipeline = Pipeline::builder(()).handle_message(|_, message| async move { Ok(message) });
     let task = sluicegate::retry::RetryTask::new(
-        consumer("any-topic", wrong),
+        Client::sasl("SCRAM-SHA-256", wrong).consumer("any-topic"),
         sluicegate::retry::RetryPolicy::delays([Duration::from_secs(1)]).unwrap(),
         pipeline,
     );

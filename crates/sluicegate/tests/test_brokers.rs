@@ -108,8 +108,8 @@ async fn embedded_produces_and_reads_back() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn tansu_produces_and_reads_back() {
-    produce_and_read_back(TestBroker::tansu()).await;
+async fn kafka_produces_and_reads_back() {
+    produce_and_read_back(TestBroker::kafka()).await;
 }
 
 async fn committed_offsets_are_read(broker: TestBroker) {
@@ -159,8 +159,8 @@ async fn embedded_reads_committed_offsets() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn tansu_reads_committed_offsets() {
-    committed_offsets_are_read(TestBroker::tansu()).await;
+async fn kafka_reads_committed_offsets() {
+    committed_offsets_are_read(TestBroker::kafka()).await;
 }
 
 /// Produces one record with a short delivery timeout; `Ok(offset)` or the error's text.

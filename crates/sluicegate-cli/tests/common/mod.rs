@@ -251,8 +251,8 @@ pub fn consume_all(bootstrap: &str, topic: &str) -> Vec<Consumed> {
     parse_json_lines(&consume.stdout)
 }
 
-/// librdkafka properties (`-X` flags) with which tansu lets a consumer join a group in well
-/// under a second (see DESIGN.md).
+/// librdkafka properties (`-X` flags) that keep a group's rebalances short in tests: a
+/// rebalance waits up to the max poll interval for members to rejoin.
 const GROUP_TIMEOUTS: [&str; 4] = [
     "-X",
     "max.poll.interval.ms=10000",

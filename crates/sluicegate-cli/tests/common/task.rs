@@ -1,4 +1,4 @@
-//! A task for `sluice process` and `sluice dlq` tests on tansu: an input topic, a
+//! A task for `sluice process` and `sluice dlq` tests on Apache Kafka: an input topic, a
 //! configuration file, a handler script that journals every handling, and the processes.
 //!
 //! The handler script appends `VALUE ATTEMPT EPOCH_MS PID` (PID: the `sluice process` that
@@ -23,7 +23,7 @@ use sluicegate::testing::{
 
 use super::{consume_all, run, sluice, Consumed, Run};
 
-/// Settings every test task has: tansu joins groups fast with these (see DESIGN.md).
+/// Settings every test task has: short group timeouts keep rebalances short in tests.
 const GROUP_TIMEOUTS: &str = "session_timeout = \"6s\"\nmax_poll_interval = \"10s\"\n";
 
 /// One line of the journal.
@@ -52,7 +52,7 @@ impl TaskFixture {
     /// whose task has `settings` (TOML lines: retries, delays...) besides topic, group,
     /// group timeouts and the handler.
     pub fn new(prefix: &str, partitions: i32, settings: &str) -> TaskFixture {
-        let broker = TestBroker::tansu();
+        let broker = TestBroker::kafka();
         let topic = unique_name(prefix);
         block_on(broker.create_topic(&topic, partitions));
         let dir = tempfile::tempdir().expect("temporary directory");

@@ -18,8 +18,8 @@ use axum::Router;
 
 use crate::common::task::TaskFixture;
 
-/// Rewrites `task`'s configuration: its task keeps its topic, group and the group timeouts
-/// tansu needs, gets `settings` (TOML lines) and the `handler` table's lines.
+/// Rewrites `task`'s configuration: its task keeps its topic, group and the short group
+/// timeouts, gets `settings` (TOML lines) and the `handler` table's lines.
 pub fn configure(task: &TaskFixture, settings: &str, handler: &str) {
     let text = format!(
         r#"[clusters.main]

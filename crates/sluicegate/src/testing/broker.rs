@@ -7,13 +7,13 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 
-use super::tansu::{tansu, TansuBroker};
+use super::kafka::{kafka, KafkaCluster};
 use crate::embedded::EmbeddedBroker;
 
-/// How long [`TestBroker::create_topic`] waits for a new topic to have leaders on tansu.
+/// How long [`TestBroker::create_topic`] waits for a new topic to have leaders on Kafka.
 const TOPIC_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A broker for an integration test: a fresh in-process mock cluster, or the tansu process
+/// A broker for an integration test: a fresh in-process mock cluster, or the Apache Kafka
 /// shared by the test binary.
 ///
 /// Tests that should hold on both brokers take a `TestBroker` and are called once with each:
@@ -29,15 +29,15 @@ const TOPIC_READY_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// # async fn run() {
 /// round_trip(TestBroker::embedded()).await;
-/// round_trip(TestBroker::tansu()).await;
+/// round_trip(TestBroker::kafka()).await;
 /// # }
 /// ```
 #[derive(Debug)]
 pub enum TestBroker {
     /// librdkafka's mock cluster, owned by this value (stopped when it is dropped).
     Embedded(EmbeddedBroker),
-    /// The tansu process of this test binary (see [`tansu()`]).
-    Tansu(&'static TansuBroker),
+    /// The Apache Kafka of this test binary (see [`kafka()`]).
+    Kafka(&'static KafkaCluster),
 }
 
 impl TestBroker {
@@ -62,20 +62,20 @@ impl TestBroker {
         }
     }
 
-    /// The tansu broker of this test binary, started on first use.
+    /// The Apache Kafka of this test binary, started on first use.
     ///
     /// # Panics
     ///
-    /// As [`tansu()`]: if tansu is not installed or does not start.
-    pub fn tansu() -> TestBroker {
-        TestBroker::Tansu(tansu())
+    /// As [`kafka()`]: if Kafka is not installed or does not start.
+    pub fn kafka() -> TestBroker {
+        TestBroker::Kafka(kafka())
     }
 
-    /// `"embedded"` or `"tansu"`, for messages.
+    /// `"embedded"` or `"kafka"`, for messages.
     pub fn name(&self) -> &'static str {
         match self {
             TestBroker::Embedded(_) => "embedded",
-            TestBroker::Tansu(_) => "tansu",
+            TestBroker::Kafka(_) => "kafka",
         }
     }
 
@@ -83,27 +83,28 @@ impl TestBroker {
     pub fn bootstrap_servers(&self) -> String {
         match self {
             TestBroker::Embedded(broker) => broker.bootstrap_servers(),
-            TestBroker::Tansu(broker) => broker.bootstrap_servers(),
+            TestBroker::Kafka(broker) => broker.bootstrap_servers(),
         }
     }
 
-    /// The mock cluster, for fault injection; `None` on tansu.
+    /// The mock cluster, for fault injection; `None` on Kafka.
     pub fn as_embedded(&self) -> Option<&EmbeddedBroker> {
         match self {
             TestBroker::Embedded(broker) => Some(broker),
-            TestBroker::Tansu(_) => None,
+            TestBroker::Kafka(_) => None,
         }
     }
 
-    /// Creates `topic` with `partitions` partitions and replication factor 1, and returns once
+    /// Creates `topic` with `partitions` partitions and the broker's default replication factor
+    /// (1 on the mock cluster and a single node, 3 on three Kafka nodes), and returns once
     /// every partition has a leader.
     ///
     /// The mock cluster has no CreateTopics API, so this goes through
-    /// [`EmbeddedBroker::create_topic`] there, and through an admin client on tansu.
+    /// [`EmbeddedBroker::create_topic`] there, and through an admin client on Kafka.
     ///
     /// # Panics
     ///
-    /// If the topic cannot be created (including when it already exists), or on tansu if its
+    /// If the topic cannot be created (including when it already exists), or on Kafka if its
     /// partitions have no leaders within 30 s.
     pub async fn create_topic(&self, topic: &str, partitions: i32) {
         match self {
@@ -112,7 +113,7 @@ impl TestBroker {
                     panic!("{e}");
                 }
             }
-            TestBroker::Tansu(broker) => {
+            TestBroker::Kafka(broker) => {
                 let bootstrap = broker.bootstrap_servers();
                 create_topic_with_admin(&bootstrap, topic, partitions).await;
                 let topic = topic.to_owned();
@@ -122,8 +123,8 @@ impl TestBroker {
                 .await;
                 match waited {
                     Ok(Ok(())) => {}
-                    Ok(Err(message)) => panic!("tansu: {message}"),
-                    Err(join) => panic!("tansu: waiting for topic leaders failed: {join}"),
+                    Ok(Err(message)) => panic!("kafka: {message}"),
+                    Err(join) => panic!("kafka: waiting for topic leaders failed: {join}"),
                 }
             }
         }
@@ -138,7 +139,7 @@ async fn create_topic_with_admin(bootstrap: &str, topic: &str, partitions: i32) 
         Ok(admin) => admin,
         Err(e) => panic!("cannot create an admin client for {bootstrap}: {e}"),
     };
-    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
     let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
     let results = match admin.create_topics([&new_topic], &options).await {
         Ok(results) => results,

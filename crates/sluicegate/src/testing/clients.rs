@@ -74,8 +74,9 @@ pub fn producer_config(bootstrap: &str) -> ClientConfig {
 
 /// Consumer settings for tests: `bootstrap.servers`, `group.id`, `auto.offset.reset`
 /// `earliest`, no auto commit, and short `session.timeout.ms` (6 s) and
-/// `max.poll.interval.ms` (10 s): tansu's JoinGroup waits on the rebalance timeout, so with
-/// librdkafka's defaults a join takes over 20 s there.
+/// `max.poll.interval.ms` (10 s): a rebalance of a classic group waits up to the rebalance
+/// timeout (the max poll interval) for members that have not rejoined, and a member that died
+/// is noticed after the session timeout (6 s is Kafka's smallest by default).
 pub fn consumer_config(bootstrap: &str, group: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config

@@ -5,23 +5,27 @@
 //! - [`TestBroker::embedded`]: librdkafka's in-process mock cluster ([`EmbeddedBroker`]), fresh
 //!   per test, with fault injection. It keeps at most 5 MiB and 100,000 record batches per
 //!   partition and silently drops older batches.
-//! - [`TestBroker::tansu`]: a real broker process, [tansu] 0.6.0, one per test binary, started on
-//!   first use on a free port of 127.0.0.1 with sqlite storage in a temporary directory, and
-//!   stopped when the test process exits. `scripts/test` installs it. If a test panics, the
-//!   broker's directory and log are kept and the log's path is printed.
+//! - [`TestBroker::kafka`]: Apache Kafka, the broker users run, one node per test binary
+//!   ([`kafka()`]), started on first use through `scripts/kafka start` on free ports of
+//!   127.0.0.1 in a temporary directory, ready once it answers a metadata request, and killed
+//!   when the test process exits. `scripts/test` installs it (from Maven Central). If a test
+//!   panics, the cluster's directory with each node's `kafka.log` is kept and its path printed.
+//!
+//! [`kafka_three_nodes()`] starts a three-node cluster for tests that need replication or a
+//! broker failure, and [`secured_kafka()`] one with Kafka's own TLS, mutual TLS and SASL
+//! listeners.
 //!
 //! Plain rdkafka clients fill in around the code under test: [`produce_records`] writes
 //! [`TestRecord`]s, [`committed_offset`] reads a group's commit, and [`consumer_config`] holds
-//! the consumer settings tansu needs for fast group joins.
+//! consumer settings for quick group joins.
 //!
-//! Tests run with `cargo test` (not nextest): the tansu broker is per test binary process.
+//! Tests run with `cargo test` (not nextest): a Kafka cluster is per test binary process.
 //!
-//! [tansu]: https://github.com/tansu-io/tansu
 //! [`EmbeddedBroker`]: crate::embedded::EmbeddedBroker
 
 mod broker;
 mod clients;
-mod tansu;
+mod kafka;
 mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,8 +35,8 @@ pub use broker::TestBroker;
 pub use clients::{
     committed_offset, consumer_config, produce_records, producer_config, TestRecord,
 };
-pub use tansu::{tansu, tansu_with_authentication, TansuBroker, SCRAM_USER};
-pub use tls::{tansu_with_tls, TlsTansu};
+pub use kafka::{kafka, kafka_three_nodes, KafkaCluster, KafkaSetup};
+pub use tls::{secured_kafka, SecuredKafka, SASL_USER};
 
 /// A name no other test (in this or another test process) uses, for topics and groups:
 /// `prefix` followed by the process id, a counter and the clock's nanoseconds, e.g.

@@ -1,196 +1,179 @@
-//! A tansu broker reached over TLS, for tests of clients' TLS settings.
+//! An Apache Kafka with Kafka's own secure listeners, for tests of clients' TLS and SASL
+//! settings.
 //!
-//! tansu 0.6.0 cannot serve TLS itself: its `--cert` and `--key` options are declared as
-//! mutually exclusive (one clap argument group), and it needs both. So the broker listens in
-//! plain TCP on one port and advertises another, where a TLS terminator of this process
-//! (native-tls, i.e. OpenSSL) forwards the bytes unchanged: every client connection, bootstrap
-//! and per-broker alike, is TLS. The certificate authority and the server certificate (for
-//! `127.0.0.1`) are made with the `openssl` command at start.
+//! The certificate authority, the broker's certificate (for `127.0.0.1`), a client certificate
+//! for mutual TLS and a second authority the broker does not know are made with the `openssl`
+//! command at start. The broker reads its key and certificates as PEM files.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use tokio::net::{TcpListener, TcpStream};
+use super::kafka::{KafkaCluster, KafkaSetup};
 
-use super::tansu::{free_port, start, Setup, TansuBroker};
+/// The user of [`secured_kafka`] for every SASL mechanism: PLAIN, SCRAM-SHA-256 and
+/// SCRAM-SHA-512.
+pub const SASL_USER: (&str, &str) = ("alice", "wonderland-7f3c");
 
-/// A tansu broker behind a TLS terminator, started by [`tansu_with_tls`].
+/// A single-node Apache Kafka with secure listeners, started by [`secured_kafka`]:
+///
+/// | listener | protocol | what it asks of a client |
+/// | --- | --- | --- |
+/// | [`plaintext`](Self::plaintext) | PLAINTEXT | nothing (for set-up) |
+/// | [`ssl`](Self::ssl) | SSL | trust in [`ca_location`](Self::ca_location) |
+/// | [`mutual_tls`](Self::mutual_tls) | SSL, client authentication required | also the client certificate ([`client_certificate`](Self::client_certificate), [`client_key`](Self::client_key)) signed by the same authority |
+/// | [`sasl_ssl`](Self::sasl_ssl) | SASL_SSL | trust, and [`SASL_USER`] with PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 |
 #[derive(Debug)]
-pub struct TlsTansu {
-    bootstrap_servers: String,
-    ca_location: PathBuf,
-    broker: TansuBroker,
+pub struct SecuredKafka {
+    cluster: KafkaCluster,
+    certificates: PathBuf,
 }
 
-impl TlsTansu {
-    /// The `bootstrap.servers` value: the TLS port.
-    pub fn bootstrap_servers(&self) -> String {
-        self.bootstrap_servers.clone()
+impl SecuredKafka {
+    /// The PLAINTEXT listener's `bootstrap.servers` (no security: for creating topics).
+    pub fn plaintext(&self) -> String {
+        self.cluster.bootstrap_servers()
     }
 
-    /// The certificate authority that signed the broker's certificate (PEM), for
-    /// `ssl.ca.location`.
-    pub fn ca_location(&self) -> &Path {
-        &self.ca_location
+    /// The SSL listener's `bootstrap.servers`.
+    pub fn ssl(&self) -> String {
+        self.cluster.listener("SSL")
     }
 
-    /// The broker behind the terminator (its directory holds the certificates too).
-    pub fn broker(&self) -> &TansuBroker {
-        &self.broker
+    /// The SSL listener that requires a client certificate.
+    pub fn mutual_tls(&self) -> String {
+        self.cluster.listener("MTLS")
+    }
+
+    /// The SASL_SSL listener.
+    pub fn sasl_ssl(&self) -> String {
+        self.cluster.listener("SASL")
+    }
+
+    /// The certificate authority that signed the broker's and the client's certificates (PEM),
+    /// for `ssl.ca.location`.
+    pub fn ca_location(&self) -> PathBuf {
+        self.certificates.join("ca.pem")
+    }
+
+    /// An authority that signed nothing the broker uses: a client trusting only it must fail.
+    pub fn other_ca_location(&self) -> PathBuf {
+        self.certificates.join("other-ca.pem")
+    }
+
+    /// The client certificate for [`mutual_tls`](Self::mutual_tls) (PEM), for
+    /// `ssl.certificate.location`.
+    pub fn client_certificate(&self) -> PathBuf {
+        self.certificates.join("client.pem")
+    }
+
+    /// The client certificate's key (PEM), for `ssl.key.location`.
+    pub fn client_key(&self) -> PathBuf {
+        self.certificates.join("client.key")
+    }
+
+    /// The cluster (its directory holds the logs).
+    pub fn cluster(&self) -> &KafkaCluster {
+        &self.cluster
     }
 }
 
-/// The TLS-fronted tansu broker of this test binary, started on first use.
+/// The secured Apache Kafka of this test binary, started on first use.
 ///
 /// # Panics
 ///
-/// As [`tansu()`](super::tansu()), or if the certificates cannot be made (the `openssl`
-/// command is needed) or the terminator cannot start.
-pub fn tansu_with_tls() -> &'static TlsTansu {
-    static TANSU: OnceLock<Result<TlsTansu, String>> = OnceLock::new();
-    match TANSU.get_or_init(start_with_tls) {
-        Ok(broker) => broker,
+/// As [`kafka()`](super::kafka()), or if the certificates cannot be made (the `openssl`
+/// command is needed).
+pub fn secured_kafka() -> &'static SecuredKafka {
+    static KAFKA: OnceLock<Result<SecuredKafka, String>> = OnceLock::new();
+    match KAFKA.get_or_init(start_secured) {
+        Ok(kafka) => kafka,
         Err(message) => panic!("{message}"),
     }
 }
 
-fn start_with_tls() -> Result<TlsTansu, String> {
-    let tls_port = free_port()?;
-    let broker = start(&Setup {
-        advertised_port: Some(tls_port),
-        ..Setup::default()
-    })?;
-    let dir = broker.dir().join("tls");
-    make_certificates(&dir)?;
-    let read =
-        |file: &str| std::fs::read(dir.join(file)).map_err(|e| format!("cannot read {file}: {e}"));
-    let identity = native_tls::Identity::from_pkcs8(&read("server.pem")?, &read("server.key")?)
-        .map_err(|e| format!("the server certificate: {e}"))?;
-    let acceptor =
-        native_tls::TlsAcceptor::new(identity).map_err(|e| format!("a TLS acceptor: {e}"))?;
-    let upstream = broker.bootstrap_servers();
-    let (ready, started) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("sluicegate-tls-terminator".into())
-        .spawn(move || terminate_tls(tls_port, acceptor.into(), upstream, ready))
-        .map_err(|e| format!("cannot start the TLS terminator: {e}"))?;
-    started
-        .recv()
-        .map_err(|_| "the TLS terminator stopped at start".to_string())??;
-    Ok(TlsTansu {
-        bootstrap_servers: format!("127.0.0.1:{tls_port}"),
-        ca_location: dir.join("ca.pem"),
-        broker,
+fn start_secured() -> Result<SecuredKafka, String> {
+    let certificates = tempfile::Builder::new()
+        .prefix("sluicegate-certificates-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a directory for certificates: {e}"))?
+        .keep();
+    make_certificates(&certificates)?;
+    let path = |file: &str| certificates.join(file).display().to_string();
+    let (user, password) = SASL_USER;
+    let plain = format!(
+        "org.apache.kafka.common.security.plain.PlainLoginModule required user_{user}=\"{password}\";"
+    );
+    let scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;";
+    let setup = KafkaSetup::single_node()
+        .listener("SSL", "SSL")
+        .listener("MTLS", "SSL")
+        .listener("SASL", "SASL_SSL")
+        .property("ssl.keystore.type", "PEM")
+        .property("ssl.keystore.location", path("server-keystore.pem"))
+        .property("ssl.truststore.type", "PEM")
+        .property("ssl.truststore.location", path("ca.pem"))
+        .property("listener.name.mtls.ssl.client.auth", "required")
+        .property(
+            "sasl.enabled.mechanisms",
+            "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+        )
+        .property("listener.name.sasl.plain.sasl.jaas.config", plain)
+        .property("listener.name.sasl.scram-sha-256.sasl.jaas.config", scram)
+        .property("listener.name.sasl.scram-sha-512.sasl.jaas.config", scram)
+        .property("auto.create.topics.enable", "false")
+        .scram_user("SCRAM-SHA-256", user, password)
+        .scram_user("SCRAM-SHA-512", user, password);
+    let cluster = KafkaCluster::start(&setup)?;
+    Ok(SecuredKafka {
+        cluster,
+        certificates,
     })
 }
 
-/// A certificate authority and a server certificate for 127.0.0.1 that it signed, in `dir`.
+/// Two certificate authorities, a broker certificate for 127.0.0.1 and a client certificate
+/// signed by the first, in `dir`; `server-keystore.pem` is the broker's key and certificate in
+/// one PEM file, as Kafka's PEM key store reads them.
 fn make_certificates(dir: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n")
-        .map_err(|e| format!("cannot write the certificate extension: {e}"))?;
-    let steps: [&[&str]; 3] = [
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=sluicegate test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ],
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.pem",
-        ],
+    let write = |file: &str, contents: String| {
+        std::fs::write(dir.join(file), contents).map_err(|e| format!("cannot write {file}: {e}"))
+    };
+    write(
+        "server.ext",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n".into(),
+    )?;
+    write("client.ext", "extendedKeyUsage=clientAuth\n".into())?;
+    let authority = "req -x509 -newkey rsa:2048 -nodes -days 2";
+    let request = "req -newkey rsa:2048 -nodes";
+    let sign = "x509 -req -CA ca.pem -CAkey ca.key -CAcreateserial -days 2";
+    let steps = [
+        format!("{authority} -subj /CN=sluicegate-test-ca -keyout ca.key -out ca.pem"),
+        format!(
+            "{authority} -subj /CN=sluicegate-untrusted-ca -keyout other-ca.key -out other-ca.pem"
+        ),
+        format!("{request} -subj /CN=127.0.0.1 -keyout server.key -out server.csr"),
+        format!("{sign} -in server.csr -extfile server.ext -out server.pem"),
+        format!("{request} -subj /CN=sluicegate-test-client -keyout client.key -out client.csr"),
+        format!("{sign} -in client.csr -extfile client.ext -out client.pem"),
     ];
-    for args in steps {
+    for step in steps {
         let output = Command::new("openssl")
-            .args(args)
+            .args(step.split_whitespace())
             .current_dir(dir)
             .output()
             .map_err(|e| format!("cannot run openssl (install it): {e}"))?;
         if !output.status.success() {
             return Err(format!(
-                "openssl {} failed: {}",
-                args[0],
+                "openssl {step} failed: {}",
                 String::from_utf8_lossy(&output.stderr)
             ));
         }
     }
-    Ok(())
-}
-
-/// Accepts TLS on `port` and forwards each connection's bytes to `upstream`, for as long as
-/// the test process runs.
-fn terminate_tls(
-    port: u16,
-    acceptor: tokio_native_tls::TlsAcceptor,
-    upstream: String,
-    ready: std::sync::mpsc::Sender<Result<(), String>>,
-) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            let _ = ready.send(Err(format!("a runtime for the TLS terminator: {e}")));
-            return;
-        }
+    let read = |file: &str| {
+        std::fs::read_to_string(dir.join(file)).map_err(|e| format!("cannot read {file}: {e}"))
     };
-    runtime.block_on(async move {
-        let listener = match TcpListener::bind(("127.0.0.1", port)).await {
-            Ok(listener) => listener,
-            Err(e) => {
-                let _ = ready.send(Err(format!("cannot listen on 127.0.0.1:{port}: {e}")));
-                return;
-            }
-        };
-        let _ = ready.send(Ok(()));
-        while let Ok((client, _)) = listener.accept().await {
-            let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
-            tokio::spawn(async move {
-                // A client that fails the handshake (an untrusted certificate) just goes away.
-                let Ok(mut client) = acceptor.accept(client).await else {
-                    return;
-                };
-                if let Ok(mut broker) = TcpStream::connect(&upstream).await {
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut broker).await;
-                }
-            });
-        }
-    });
+    write(
+        "server-keystore.pem",
+        read("server.key")? + &read("server.pem")?,
+    )
 }

@@ -8,11 +8,11 @@ use futures_util::StreamExt;
 use sluicegate::testing::{self, TestBroker, TestRecord};
 use sluicegate::{ConsumerOptions, Offset, PartitionStream, Record};
 
-/// Runs each scenario once on the embedded broker and once on tansu, optionally with an extra
+/// Runs each scenario once on the embedded broker and once on Apache Kafka, optionally with an extra
 /// attribute (an `ignore` with its reason) on one of the two.
 #[macro_export]
 macro_rules! on_both_brokers {
-    ($($scenario:ident $({ embedded: #[$embedded:meta] })? $({ tansu: #[$tansu:meta] })?),* $(,)?) => {
+    ($($scenario:ident $({ embedded: #[$embedded:meta] })? $({ kafka: #[$kafka:meta] })?),* $(,)?) => {
         mod embedded {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,20 +23,20 @@ macro_rules! on_both_brokers {
                 }
             )*
         }
-        mod tansu {
+        mod kafka {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                $(#[$tansu])?
+                $(#[$kafka])?
                 async fn $scenario() {
                     super::init_tracing();
-                    super::$scenario(super::TestBroker::tansu()).await;
+                    super::$scenario(super::TestBroker::kafka()).await;
                 }
             )*
         }
     };
 }
 
-/// Engine options for tests: short group timeouts (tansu waits on them during joins), fast
+/// Engine options for tests: short group timeouts (a rebalance waits on them), fast
 /// interval commits and a short drain timeout.
 pub fn options(broker: &TestBroker, group: &str, topic: &str) -> ConsumerOptions {
     ConsumerOptions::new(broker.bootstrap_servers(), group, [topic])

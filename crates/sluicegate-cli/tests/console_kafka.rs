@@ -1,14 +1,14 @@
-//! `sluice produce --create-topic` and `sluice consume` against a real broker process, tansu
-//! (one per test binary, see `sluicegate::testing::tansu`).
+//! `sluice produce --create-topic` and `sluice consume` against Apache Kafka (one per test
+//! binary, see `sluicegate::testing::kafka`).
 
 mod common;
 
 use common::{consume_in_group, parse_json_lines, run};
-use sluicegate::testing::{tansu, unique_name};
+use sluicegate::testing::{kafka, unique_name};
 
 #[test]
-fn create_topic_then_round_trip_on_tansu() {
-    let brokers = tansu().bootstrap_servers();
+fn create_topic_then_round_trip_on_kafka() {
+    let brokers = kafka().bootstrap_servers();
     let topic = unique_name("cli-round-trip");
     let mut input = Vec::new();
     let mut expected = Vec::new();
