@@ -3,6 +3,9 @@
 //!
 //! The first line of stdout is the bootstrap address and nothing else, written once the topics
 //! exist, so a script can read it and connect at once.
+//!
+//! The mock brokers always listen on ports of their own choosing. With `--port`, each broker
+//! advertises a port of ours instead, where this process forwards the bytes to it unchanged.
 
 use std::io::Read as _;
 use std::str::FromStr;
@@ -10,6 +13,7 @@ use std::str::FromStr;
 use anyhow::Context as _;
 use clap::Args;
 use sluicegate::EmbeddedBroker;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::out;
@@ -19,8 +23,9 @@ use crate::out;
     after_help = "Limits: the embedded broker keeps at most 5 MiB and 100,000 record batches per \
 partition and silently drops the oldest batches beyond that, so a consumer that starts late may find \
 records (and its committed offset) gone. Keep each partition's data below that, or consume while \
-producing. It has no CreateTopics API: create topics with --topic (a client asking for an unknown \
-topic's metadata auto-creates it with 4 partitions).
+producing. It has no CreateTopics API: create topics with --topic. A client asking for an unknown \
+topic's metadata with auto-creation allowed creates it with 4 partitions; `sluice process` does so \
+for a task's retry and dead-letter topics, after its CreateTopics request times out (10 s).
 
 The first line of stdout is the bootstrap address (for example 127.0.0.1:39541), printed once the \
 topics exist. Runs until SIGINT or SIGTERM."
@@ -29,6 +34,10 @@ pub struct DevBrokerArgs {
     /// Brokers in the cluster.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=16))]
     brokers: i32,
+    /// The port of 127.0.0.1 to serve broker 1 on (broker N: PORT+N-1), so the address stays
+    /// the same across restarts; default: free ports that change at every start.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    port: Option<u16>,
     /// A topic to create, as NAME:PARTITIONS (NAME alone: 1 partition); repeat for more.
     #[arg(long = "topic", value_name = "NAME:PARTITIONS")]
     topics: Vec<TopicSpec>,
@@ -88,7 +97,11 @@ pub fn run(args: DevBrokerArgs) -> anyhow::Result<()> {
             .create_topic(&topic.name, topic.partitions)
             .with_context(|| format!("could not create topic `{}`", topic.name))?;
     }
-    let bootstrap = broker.bootstrap_servers();
+    let runtime = crate::runtime()?;
+    let bootstrap = match args.port {
+        Some(port) => runtime.block_on(serve_on_port(&broker, port))?,
+        None => broker.bootstrap_servers(),
+    };
     out!("{bootstrap}")?;
     if !args.print_bootstrap_only {
         eprintln!(
@@ -103,12 +116,54 @@ pub fn run(args: DevBrokerArgs) -> anyhow::Result<()> {
         }
         eprintln!("  keeps at most 5 MiB and 100,000 record batches per partition; Ctrl-C to stop");
     }
-    let reason = crate::runtime()?.block_on(wait_for_stop(args.exit_on_stdin_close))?;
+    let reason = runtime.block_on(wait_for_stop(args.exit_on_stdin_close))?;
     if !args.print_bootstrap_only {
         eprintln!("sluice dev-broker: stopping ({reason})");
     }
+    drop(runtime);
     drop(broker);
     Ok(())
+}
+
+/// Listens on 127.0.0.1:`port` + N - 1 for each broker N, makes the broker advertise that
+/// port, and forwards every connection to the port it really listens on. Returns the new
+/// bootstrap address list.
+async fn serve_on_port(broker: &EmbeddedBroker, port: u16) -> anyhow::Result<String> {
+    let upstreams = broker.bootstrap_servers();
+    let mut addresses = Vec::new();
+    for (index, upstream) in upstreams.split(',').enumerate() {
+        let port = u16::try_from(usize::from(port) + index)
+            .ok()
+            .context("--port: the brokers' ports would pass 65535")?;
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .with_context(|| format!("--port: cannot listen on 127.0.0.1:{port}"))?;
+        let broker_id = i32::try_from(index + 1).unwrap_or(i32::MAX);
+        broker
+            .advertise(broker_id, "127.0.0.1", port)
+            .context("could not change the embedded broker's advertised port")?;
+        tokio::spawn(forward(listener, upstream.to_owned()));
+        addresses.push(format!("127.0.0.1:{port}"));
+    }
+    Ok(addresses.join(","))
+}
+
+/// Copies the bytes of every connection accepted on `listener` to and from `upstream`.
+async fn forward(listener: TcpListener, upstream: String) {
+    while let Ok((mut client, _)) = listener.accept().await {
+        let upstream = upstream.clone();
+        tokio::spawn(async move {
+            match TcpStream::connect(&upstream).await {
+                Ok(mut broker) => {
+                    let _ = client.set_nodelay(true);
+                    let _ = broker.set_nodelay(true);
+                    // Either side closing ends the connection; nothing to report.
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut broker).await;
+                }
+                Err(error) => tracing::warn!(%upstream, %error, "cannot reach the embedded broker"),
+            }
+        });
+    }
 }
 
 /// Waits for SIGINT, SIGTERM or (optionally) the end of stdin; returns which.

@@ -197,8 +197,22 @@ fn summary_line(plan: &TaskPlan, summary: &TaskSummary) -> String {
             }
         })
         .collect();
+    let uncommitted: usize = summary
+        .stages
+        .iter()
+        .flat_map(|(_, pipeline)| &pipeline.sources)
+        .map(|source| source.uncommitted.len())
+        .sum();
+    let refused = if uncommitted > 0 {
+        format!(
+            "; the broker refused the final commit of {uncommitted} partition(s): their records \
+             after the last commit will be processed again"
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "sluice process {}: {}; retried {}, dead-lettered {}",
+        "sluice process {}: {}; retried {}, dead-lettered {}{refused}",
         plan.name,
         stages.join(", "),
         summary.retried,

@@ -76,7 +76,7 @@ pub(crate) async fn ensure_topics(
     let admin: AdminClient<DefaultClientContext> = config
         .create()
         .map_err(|error| TopicSetupError::Cluster(format!("admin client: {error}")))?;
-    let results = admin
+    let refused = match admin
         .create_topics(
             &missing,
             &AdminOptions::new()
@@ -84,17 +84,50 @@ pub(crate) async fn ensure_topics(
                 .request_timeout(Some(REQUEST_TIMEOUT)),
         )
         .await
-        .map_err(|error| cannot_create(missing[0].name, error.to_string()))?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => return Err(cannot_create(&topic, code.to_string())),
+    {
+        Ok(results) => results.into_iter().find_map(|result| match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => None,
+            Err((topic, code)) => Some((topic, code.to_string())),
+        }),
+        Err(error) => Some((missing[0].name.to_string(), error.to_string())),
+    };
+    let created: Vec<String> = missing.iter().map(|topic| topic.name.to_string()).collect();
+    if let Some((topic, reason)) = refused {
+        // A broker without CreateTopics (librdkafka's mock cluster, behind `sluice
+        // dev-broker`) may still create a topic when a client asks for its metadata.
+        if !auto_create(&config, &created).await {
+            return Err(cannot_create(&topic, reason));
+        }
+        let metadata = fetch_metadata(&probe).await?;
+        for topic in &missing {
+            let partitions = partition_count(&metadata, topic.name).unwrap_or(0);
+            tracing::warn!(topic = topic.name, partitions, wanted = topic.num_partitions, %reason, "the broker did not create the topic; it was auto-created on a metadata request instead, with the broker's default partition count");
         }
     }
-    let created: Vec<String> = missing.iter().map(|topic| topic.name.to_string()).collect();
     wait_until_visible(&probe, &created).await?;
     tracing::info!(topics = ?created, "created retry and dead-letter topics");
     Ok(created)
+}
+
+/// Asks for `topics`' metadata with auto-creation allowed; returns whether every one of them
+/// exists afterwards. Brokers that do not auto-create topics (Kafka with
+/// `auto.create.topics.enable=false`) leave them missing.
+async fn auto_create(config: &ClientConfig, topics: &[String]) -> bool {
+    let mut config = config.clone();
+    config.set("allow.auto.create.topics", "true");
+    let Ok(client) = config.create::<BaseConsumer>() else {
+        return false;
+    };
+    let topics = topics.to_vec();
+    tokio::task::spawn_blocking(move || {
+        topics.iter().all(|topic| {
+            client
+                .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+                .is_ok_and(|metadata| partition_count(&metadata, topic).is_some())
+        })
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// The cluster's metadata; a refused login or TLS handshake is reported as such.

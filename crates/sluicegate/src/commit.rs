@@ -270,22 +270,9 @@ pub(crate) fn commit_sync<C: ConsumerContext + 'static>(
     let list = to_list(targets)?;
     let mut attempt = 1;
     loop {
-        let started = std::time::Instant::now();
-        let outcome = consumer.commit(&list, rdkafka::consumer::CommitMode::Sync);
-        counters.duration.record(started.elapsed().as_secs_f64());
-        match outcome {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {
-                counters.commits.fetch_add(1, Ordering::Relaxed);
-                for (shared, offset) in targets {
-                    let mut state = shared.state();
-                    state.committed = state.committed.max(Some(*offset));
-                    shared.instruments.note_committed(*offset);
-                }
-                return Ok(());
-            }
+        match commit_once(consumer, &list, targets, counters) {
+            Ok(()) => return Ok(()),
             Err(error) => {
-                counters.errors.fetch_add(1, Ordering::Relaxed);
-                counters.failures.increment(1);
                 if attempt >= attempts || !is_retriable(&error) {
                     tracing::warn!(%error, attempt, "commit failed");
                     return Err(refused(targets, &error));
@@ -298,19 +285,62 @@ pub(crate) fn commit_sync<C: ConsumerContext + 'static>(
     }
 }
 
+/// Sends one commit of `list` (made from `targets`) and waits for the broker; on success each
+/// partition's committed offset moves up. Counts the commit or the error.
+fn commit_once<C: ConsumerContext + 'static>(
+    consumer: &BaseConsumer<C>,
+    list: &TopicPartitionList,
+    targets: &[(Arc<PartitionShared>, Offset)],
+    counters: &CommitCounters,
+) -> Result<(), KafkaError> {
+    let started = Instant::now();
+    let outcome = consumer.commit(list, rdkafka::consumer::CommitMode::Sync);
+    counters.duration.record(started.elapsed().as_secs_f64());
+    match outcome {
+        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {
+            counters.commits.fetch_add(1, Ordering::Relaxed);
+            for (shared, offset) in targets {
+                let mut state = shared.state();
+                state.committed = state.committed.max(Some(*offset));
+                shared.instruments.note_committed(*offset);
+            }
+            Ok(())
+        }
+        Err(error) => {
+            counters.errors.fetch_add(1, Ordering::Relaxed);
+            counters.failures.increment(1);
+            Err(error)
+        }
+    }
+}
+
+/// Why a final commit is made: it decides which refusals are worth retrying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FinalCommit {
+    /// Inside librdkafka's rebalance callback. While it waits, the member cannot rejoin, so a
+    /// commit refused because of that very rebalance (`RebalanceInProgress`) cannot succeed
+    /// before the callback returns and is not retried; other retriable errors are.
+    Revoke,
+    /// On shutdown, before the member leaves the group. librdkafka rejoins a rebalance
+    /// started by another member on its own threads meanwhile, so every retriable refusal,
+    /// `RebalanceInProgress` included, is retried until the deadline.
+    Shutdown,
+}
+
 /// Commits the committable offset of each partition and marks them released: from then on
 /// their acknowledgements are refused. The caller holds the commit lock.
 ///
-/// A revoke makes one attempt: it runs inside librdkafka's rebalance callback, and while it
-/// waits the member cannot rejoin, so retrying a commit refused because of that very rebalance
-/// only gets the member thrown out of the group. What a refused commit leaves uncommitted is
-/// delivered again to the next owner.
+/// Retriable refusals are retried (see [`FinalCommit`]) until `deadline`, the end of the
+/// drain timeout. Returns the acknowledged offsets that could not be committed, after saying
+/// so in the log: the records after each partition's last commit are delivered again to the
+/// next owner.
 pub(crate) fn commit_final<C: ConsumerContext + 'static>(
     consumer: &BaseConsumer<C>,
     partitions: &[Arc<PartitionShared>],
     counters: &CommitCounters,
-    attempts: u32,
-) {
+    reason: FinalCommit,
+    deadline: Instant,
+) -> Vec<(TopicPartition, Offset)> {
     if consumer.assignment_lost() {
         // The group already gave these partitions to others (the session expired): a commit
         // would be refused, and what this member acknowledged since its last commit is
@@ -319,7 +349,7 @@ pub(crate) fn commit_final<C: ConsumerContext + 'static>(
             shared.state().released = true;
         }
         tracing::info!("assignment lost; no final commit");
-        return;
+        return Vec::new();
     }
     let targets: Vec<_> = partitions
         .iter()
@@ -331,11 +361,47 @@ pub(crate) fn commit_final<C: ConsumerContext + 'static>(
         })
         .collect();
     if targets.is_empty() {
-        return;
+        return Vec::new();
     }
-    if let Err(error) = commit_sync(consumer, &targets, counters, attempts) {
-        tracing::warn!(%error, "final commit failed; records after the last commit will be re-delivered");
+    let retry = |error: &KafkaError| match reason {
+        FinalCommit::Revoke => {
+            is_retriable(error)
+                && error.rdkafka_error_code() != Some(RDKafkaErrorCode::RebalanceInProgress)
+        }
+        FinalCommit::Shutdown => is_retriable(error),
+    };
+    let list = match to_list(&targets) {
+        Ok(list) => list,
+        Err(error) => return refused_final(&targets, &error),
+    };
+    let mut attempt = 1;
+    loop {
+        match commit_once(consumer, &list, &targets, counters) {
+            Ok(()) => return Vec::new(),
+            Err(error) => {
+                let pause = Duration::from_millis(100 << attempt.min(4));
+                if !retry(&error) || Instant::now() + pause >= deadline {
+                    return refused_final(&targets, &refused(&targets, &error));
+                }
+                tracing::info!(%error, attempt, ?reason, "final commit refused; retrying");
+                thread::sleep(pause);
+                attempt += 1;
+            }
+        }
     }
+}
+
+/// Logs a final commit that did not land and returns what it would have committed.
+fn refused_final(
+    targets: &[(Arc<PartitionShared>, Offset)],
+    error: &CommitError,
+) -> Vec<(TopicPartition, Offset)> {
+    let uncommitted: Vec<_> = targets
+        .iter()
+        .map(|(shared, offset)| (shared.partition.clone(), *offset))
+        .collect();
+    tracing::warn!(%error, ?uncommitted, "final commit failed; records after the last commit will be re-delivered");
+    uncommitted
 }
 
 fn is_retriable(error: &KafkaError) -> bool {

@@ -74,6 +74,12 @@ pub enum EmbeddedBrokerError {
         /// The topic name given.
         topic: String,
     },
+    /// The host name cannot be passed to librdkafka (it contains a NUL byte).
+    #[error("embedded broker: invalid host name {host:?}: it contains a NUL byte")]
+    InvalidHost {
+        /// The host name given.
+        host: String,
+    },
     /// The topic could not be created (for example, it already exists).
     #[error(
         "embedded broker: could not create topic {topic:?} with {partitions} partition(s): {code}"
@@ -201,6 +207,44 @@ impl EmbeddedBroker {
             partitions,
             code,
         })
+    }
+
+    /// Makes broker `broker_id` advertise `host:port` in its metadata instead of the port it
+    /// listens on, for a forwarder in front of it (librdkafka's mock brokers always listen on
+    /// a free port of their own choosing). [`Self::bootstrap_servers`] keeps naming the ports
+    /// the brokers listen on.
+    ///
+    /// # Errors
+    ///
+    /// [`EmbeddedBrokerError::Broker`] if no broker has that id, or
+    /// [`EmbeddedBrokerError::InvalidHost`] if `host` contains a NUL byte.
+    pub fn advertise(
+        &self,
+        broker_id: i32,
+        host: &str,
+        port: u16,
+    ) -> Result<(), EmbeddedBrokerError> {
+        if broker_id < 1 || broker_id > self.brokers {
+            return Err(broker_error(
+                broker_id,
+                "advertise another address for",
+                RDKafkaErrorCode::BrokerNotAvailable,
+            ));
+        }
+        let host_name = CString::new(host).map_err(|_| EmbeddedBrokerError::InvalidHost {
+            host: host.to_owned(),
+        })?;
+        // SAFETY: `self.cluster` is live for `&self`; `host_name` is a valid C string that
+        // outlives the call (librdkafka copies it under the cluster lock).
+        unsafe {
+            rdsys::rd_kafka_mock_broker_set_host_port(
+                self.cluster,
+                broker_id,
+                host_name.as_ptr(),
+                c_int::from(port),
+            )
+        };
+        Ok(())
     }
 
     /// Takes broker `broker_id` down ([`Self::ALL_BROKERS`] for all): closes its connections

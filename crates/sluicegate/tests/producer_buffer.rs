@@ -164,7 +164,13 @@ async fn shutdown_flushes_what_is_buffered() {
     );
     let started = Instant::now();
     let report = producer.shutdown(WAIT).await;
-    assert!(started.elapsed() < Duration::from_secs(30));
+    // At once: not after the 60 s flush interval, whatever librdkafka's broker threads were
+    // doing when the shutdown began.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the shutdown took {:?}",
+        started.elapsed()
+    );
     assert_eq!(report.undelivered, 0);
     assert_eq!(report.stats.delivered, 1_000);
     assert_eq!(

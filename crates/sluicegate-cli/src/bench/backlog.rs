@@ -38,8 +38,8 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Args)]
 pub struct BacklogArgs {
-    /// Bootstrap servers of the broker (tansu, Kafka: the development broker cannot hold the
-    /// backlog).
+    /// Bootstrap servers of the broker (Apache Kafka, e.g. from `scripts/kafka start`: the
+    /// development broker cannot hold the backlog).
     #[arg(long, value_name = "HOST:PORT")]
     brokers: String,
     /// Topic holding the backlog (reused, and not refilled, if it already holds enough).

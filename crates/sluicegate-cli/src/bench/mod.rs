@@ -35,7 +35,7 @@ pub enum BenchCommand {
     /// fastest plain rdkafka BaseConsumer loop, on a development broker by default.
     Consume(consume::ConsumeArgs),
     /// Memory under a large backlog and a slow handler: the engine with default options against
-    /// a plain rdkafka consumer with librdkafka's defaults (use a real broker such as tansu).
+    /// a plain rdkafka consumer with librdkafka's defaults (on Apache Kafka: `scripts/kafka start`).
     Backlog(backlog::BacklogArgs),
     /// The pipeline API: Confluent Parallel Consumer's slow-handler scenario (1 partition,
     /// 0-5 ms handler, concurrency 100) in every processing order against the ideal, and a
@@ -111,14 +111,15 @@ impl WorkerTarget {
     }
 }
 
-/// Group timeouts for both sides of a bench. The defaults suit tansu, whose JoinGroup waits on
-/// the rebalance timeout (`max.poll.interval.ms`), and are harmless elsewhere.
+/// Group timeouts for both sides of a bench. Short, so that a group whose member left keeps
+/// neither the next round's join nor its rebalance waiting (a rebalance waits up to
+/// `max.poll.interval.ms` for members to rejoin).
 #[derive(Debug, Clone, Args)]
 pub struct GroupTimeouts {
     /// Group session timeout in milliseconds.
     #[arg(long, default_value_t = 6_000, value_parser = clap::value_parser!(u64).range(1_000..=3_600_000))]
     session_timeout_ms: u64,
-    /// Maximum poll interval in milliseconds (tansu waits this long for a join).
+    /// Maximum poll interval in milliseconds (a rebalance waits this long for members).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1_000..=86_400_000))]
     max_poll_interval_ms: u64,
 }

@@ -100,7 +100,7 @@ impl MemberSettings {
             .start_position(StartPosition::Earliest)
             .session_timeout(session)
             .heartbeat_interval(session / 4)
-            // tansu waits this long for a join; at least the session timeout.
+            // A rebalance waits this long for members to rejoin; at least the session timeout.
             .max_poll_interval(session.max(Duration::from_secs(10)))
             .commit_strategy(CommitStrategy::Interval)
             .commit_interval(Duration::from_millis(self.commit_interval_ms))

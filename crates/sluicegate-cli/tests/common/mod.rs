@@ -136,6 +136,11 @@ pub struct DevBroker {
 
 impl DevBroker {
     pub fn start(topics: &[&str]) -> DevBroker {
+        DevBroker::start_with_args(topics, &[])
+    }
+
+    /// Like [`start`](Self::start), with more arguments for `sluice dev-broker`.
+    pub fn start_with_args(topics: &[&str], more: &[&str]) -> DevBroker {
         let mut command = sluice();
         command
             .args([
@@ -143,6 +148,7 @@ impl DevBroker {
                 "--print-bootstrap-only",
                 "--exit-on-stdin-close",
             ])
+            .args(more)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

@@ -55,6 +55,12 @@ impl TaskFixture {
         let broker = TestBroker::kafka();
         let topic = unique_name(prefix);
         block_on(broker.create_topic(&topic, partitions));
+        TaskFixture::with_topic(broker.bootstrap_servers(), topic, settings)
+    }
+
+    /// Like [`new`](Self::new), for an input topic that already exists on the brokers at
+    /// `bootstrap`.
+    pub fn with_topic(bootstrap: String, topic: String, settings: &str) -> TaskFixture {
         let dir = tempfile::tempdir().expect("temporary directory");
         let journal = dir.path().join("journal");
         let marker = dir.path().join("marker");
@@ -80,7 +86,6 @@ exit 1
         .expect("write the handler script");
         let name = "work".to_owned();
         let group = format!("{topic}-group");
-        let bootstrap = broker.bootstrap_servers();
         let config = dir.path().join("sluice.toml");
         fs::write(
             &config,

@@ -349,8 +349,8 @@ impl Client {
     /// the delivery thread and returns how many records were not delivered. Blocking.
     pub fn close(&self, timeout: Duration) -> usize {
         self.closed.store(true, Ordering::Release);
-        if let Err(error) = self.producer.flush(timeout) {
-            tracing::warn!(%error, "flush at shutdown did not finish");
+        if let Err(code) = flush_now(&self.producer, timeout) {
+            tracing::warn!(error = %code, "flush at shutdown did not finish");
         }
         let undelivered = self.in_flight();
         self.stop.store(true, Ordering::Release);
@@ -371,5 +371,31 @@ impl Client {
             self.producer.poll(Duration::ZERO);
         }
         undelivered
+    }
+}
+
+/// Sends everything buffered at once, whatever `linger.ms` (the flush interval) says, and waits
+/// up to `timeout` for it to be delivered; the delivery thread goes on serving the reports.
+///
+/// rust-rdkafka's `flush` calls `rd_kafka_flush` with a timeout of 0 in a loop. Each call
+/// raises librdkafka's "flushing" flag, which makes the broker threads send without lingering,
+/// only for an instant, so a broker thread may never see it and the buffer waits out
+/// `linger.ms`. One call with the whole timeout keeps the flag raised until the buffer is
+/// delivered or the timeout passes.
+#[allow(unsafe_code)]
+fn flush_now<C: ProducerContext>(
+    producer: &BaseProducer<C>,
+    timeout: Duration,
+) -> Result<(), RDKafkaErrorCode> {
+    let timeout_ms =
+        std::os::raw::c_int::try_from(timeout.as_millis()).unwrap_or(std::os::raw::c_int::MAX);
+    // SAFETY: `native_ptr` is the live `rd_kafka_t` of `producer`, which outlives the call.
+    // `rd_kafka_flush` is thread-safe: with delivery reports as events (rust-rdkafka's
+    // setting) it only waits for the message count to reach zero while the delivery thread
+    // serves the event queue.
+    let code = unsafe { rdkafka_sys::rd_kafka_flush(producer.client().native_ptr(), timeout_ms) };
+    match code {
+        rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => Ok(()),
+        code => Err(RDKafkaErrorCode::from(code)),
     }
 }

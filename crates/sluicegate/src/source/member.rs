@@ -20,7 +20,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use crate::commit::{self, CommitContext, CommitCounters, CommitThread, Committer};
+use crate::commit::{self, CommitContext, CommitCounters, CommitThread, Committer, FinalCommit};
 use crate::options::{AssignmentStrategy, ConsumerOptions, StartPosition};
 use crate::record::{Offset, Record, TopicPartition};
 use crate::source::fetch_queue::FetchQueue;
@@ -214,7 +214,11 @@ impl MemberShared {
             .map(|element| TopicPartition::new(element.topic(), element.partition()))
             .collect();
         let released: Vec<TopicPartition> = self
-            .release(consumer, |partition| revoked.contains(partition), 1)
+            .release(
+                consumer,
+                |partition| revoked.contains(partition),
+                FinalCommit::Revoke,
+            )
             .into_iter()
             .map(|released| released.partition)
             .collect();
@@ -222,13 +226,14 @@ impl MemberShared {
     }
 
     /// Stops delivery for the selected partitions, waits for their in-flight records up to
-    /// the drain timeout, commits their final offsets, forgets them and tells the lifecycle
-    /// callbacks (on revoke and on shutdown alike).
+    /// the drain timeout, commits their final offsets (retrying within what is left of the
+    /// drain timeout), forgets them and tells the lifecycle callbacks (on revoke and on
+    /// shutdown alike).
     pub(crate) fn release(
         &self,
         consumer: &BaseConsumer<MemberContext>,
         selected: impl Fn(&TopicPartition) -> bool,
-        commit_attempts: u32,
+        reason: FinalCommit,
     ) -> Vec<ReleasedPartition> {
         let mut closing = Vec::new();
         {
@@ -260,14 +265,16 @@ impl MemberShared {
                 );
             }
         }
-        {
+        let uncommitted: BTreeMap<TopicPartition, Offset> = {
             let _commit_guard = commit::lock(&self.commit_lock);
-            commit::commit_final(consumer, &closing, &self.counters.commit, commit_attempts);
+            let uncommitted =
+                commit::commit_final(consumer, &closing, &self.counters.commit, reason, deadline);
             let mut registry = commit::lock(&self.registry);
             for shared in &closing {
                 registry.remove(&shared.partition);
             }
-        }
+            uncommitted.into_iter().collect()
+        };
         for shared in &closing {
             self.counters
                 .retired_delivered
@@ -297,6 +304,7 @@ impl MemberShared {
                 ReleasedPartition {
                     partition: shared.partition.clone(),
                     committed: state.committed,
+                    uncommitted: uncommitted.get(&shared.partition).copied(),
                     undrained: state.tracker.in_flight(),
                 }
             })
@@ -309,6 +317,8 @@ pub(crate) struct ReleasedPartition {
     pub partition: TopicPartition,
     /// The last offset committed while this member owned it.
     pub committed: Option<Offset>,
+    /// The acknowledged offset whose final commit the broker refused, if it did.
+    pub uncommitted: Option<Offset>,
     /// Records still unacknowledged when the drain timeout ran out.
     pub undrained: usize,
 }
@@ -317,6 +327,7 @@ pub(crate) struct ReleasedPartition {
 #[derive(Debug, Default)]
 pub(crate) struct MemberSummary {
     pub committed: BTreeMap<TopicPartition, Offset>,
+    pub uncommitted: BTreeMap<TopicPartition, Offset>,
     pub undrained: usize,
 }
 
@@ -368,7 +379,7 @@ pub(crate) fn client_config(options: &ConsumerOptions) -> ClientConfig {
         )
         .set("queued.min.messages", "100000")
         .set("fetch.queue.backoff.ms", "5")
-        // Two partitions' prefetch per fetch answer: some brokers (tansu) fill a whole answer
+        // Two partitions' prefetch per fetch answer: some brokers fill a whole answer
         // from one partition, so a larger answer overshoots that partition's prefetch and a
         // smaller one starves the others.
         .set(

@@ -132,6 +132,11 @@ pub struct ShutdownSummary {
     pub committed: BTreeMap<TopicPartition, Offset>,
     /// Records still unacknowledged when the drain timeout ran out (re-delivered later).
     pub undrained: usize,
+    /// For each partition whose final commit the broker refused within the drain timeout,
+    /// the acknowledged offset that could not be committed: the records from the last
+    /// committed offset on are delivered again to the partition's next owner. Empty when every
+    /// final commit landed.
+    pub uncommitted: BTreeMap<TopicPartition, Offset>,
 }
 
 /// A running consumer engine: one or more members of one consumer group.
@@ -267,6 +272,7 @@ impl ConsumerEngine {
                 match member.thread.join() {
                     Ok(report) => {
                         summary.committed.extend(report.committed);
+                        summary.uncommitted.extend(report.uncommitted);
                         summary.undrained += report.undrained;
                     }
                     Err(_) => tracing::error!("a poll thread panicked during shutdown"),

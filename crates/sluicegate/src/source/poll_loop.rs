@@ -21,7 +21,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use tokio::sync::mpsc;
 
-use crate::commit::{self, CommitThread};
+use crate::commit::{self, CommitThread, FinalCommit};
 use crate::record::Record;
 use crate::source::fetch_queue::copy_borrowed;
 use crate::source::member::{MemberContext, MemberShared, MemberSummary, Outlet};
@@ -214,9 +214,14 @@ impl PollLoop {
         let mut summary = MemberSummary::default();
         for released in self
             .member
-            .release(&self.consumer, |_| true, commit::SYNC_ATTEMPTS)
+            .release(&self.consumer, |_| true, FinalCommit::Shutdown)
         {
             summary.undrained += released.undrained;
+            if let Some(offset) = released.uncommitted {
+                summary
+                    .uncommitted
+                    .insert(released.partition.clone(), offset);
+            }
             if let Some(offset) = released.committed {
                 summary.committed.insert(released.partition, offset);
             }

@@ -14,15 +14,15 @@ use std::{env, fs, panic, thread};
 /// probe gives up after 90 s; this only guards against a hung script).
 const START_TIMEOUT: Duration = Duration::from_secs(150);
 
-/// Runs `scripts/kafka start ...` (`"$@"`) in its own process group with its output in `$dir`,
+/// Runs `scripts/kafka start ...` (`"$@"`) in a session and process group of its own (`setsid`:
+/// its process id is the group's id) with its output in `$dir`,
 /// polls every 200 ms whether the test process `$parent` is still alive, and once it is gone
 /// kills the whole group at once (the data is thrown away) and removes `$dir`, unless a test
 /// panicked and left the `keep` marker there. Records the script's exit status in
 /// `$dir/exited` if it stops on its own.
 const WATCHDOG: &str = r#"
 parent=$1; dir=$2; shift 2
-set -m
-"$@" >"$dir/addresses" 2>"$dir/script.log" </dev/null &
+setsid "$@" >"$dir/addresses" 2>"$dir/script.log" </dev/null &
 child=$!
 while kill -0 "$parent" 2>/dev/null; do
   if [ -n "$child" ] && ! kill -0 "$child" 2>/dev/null; then
@@ -30,7 +30,7 @@ while kill -0 "$parent" 2>/dev/null; do
   fi
   sleep 0.2
 done
-[ -n "$child" ] && kill -KILL -- "-$child" 2>/dev/null
+[ -n "$child" ] && kill -KILL "-$child" 2>/dev/null
 [ -e "$dir/keep" ] || rm -rf "$dir"
 "#;
 
