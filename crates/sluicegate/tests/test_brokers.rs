@@ -269,3 +269,70 @@ async fn embedded_create_topic_twice_is_an_error() {
         .expect_err("second create");
     assert!(error.to_string().contains("\"twice\""), "{error}");
 }
+
+/// The three-node Kafka: every partition of a new topic has three replicas, all in sync, its
+/// leaders spread over the nodes, and records written with `acks=all` read back.
+#[tokio::test(flavor = "multi_thread")]
+async fn three_kafka_nodes_replicate_every_partition() {
+    init_tracing();
+    let cluster = sluicegate::testing::kafka_three_nodes();
+    assert_eq!(cluster.nodes(), 3);
+    assert_eq!(cluster.bootstrap_servers().split(',').count(), 3);
+    let broker = TestBroker::Kafka(cluster);
+    let topic = unique_name("replicated");
+    broker.create_topic(&topic, 3).await;
+    let bootstrap = broker.bootstrap_servers();
+    let metadata_topic = topic.clone();
+    let replicas = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = consumer_config(&bootstrap, &unique_name("metadata"))
+            .create()
+            .expect("metadata consumer");
+        let metadata = consumer
+            .fetch_metadata(Some(&metadata_topic), Duration::from_secs(10))
+            .expect("metadata");
+        let found = &metadata.topics()[0];
+        found
+            .partitions()
+            .iter()
+            .map(|partition| {
+                (
+                    partition.leader(),
+                    partition.replicas().len(),
+                    partition.isr().len(),
+                )
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert_eq!(replicas.len(), 3, "{replicas:?}");
+    assert!(
+        replicas
+            .iter()
+            .all(|&(_, all, in_sync)| all == 3 && in_sync == 3),
+        "three replicas in sync: {replicas:?}"
+    );
+    let leaders: std::collections::BTreeSet<i32> =
+        replicas.iter().map(|&(leader, _, _)| leader).collect();
+    assert_eq!(leaders.len(), 3, "one leader per node: {replicas:?}");
+
+    let records: Vec<TestRecord> = (0..30)
+        .map(|n| TestRecord::to_partition(n % 3, format!("r{n}")))
+        .collect();
+    let mut config = sluicegate::testing::producer_config(&broker.bootstrap_servers());
+    config.set("acks", "all");
+    let producer: FutureProducer = config.create().expect("producer");
+    for record in &records {
+        producer
+            .send(
+                FutureRecord::<[u8], [u8]>::to(&topic)
+                    .partition(record.partition.unwrap_or(0))
+                    .payload(&record.value),
+                Duration::from_secs(30),
+            )
+            .await
+            .expect("acknowledged by all in-sync replicas");
+    }
+    let read = read_back(&broker.bootstrap_servers(), &topic, &[0, 1, 2], 30).await;
+    assert_eq!(read.len(), 30);
+}
