@@ -35,7 +35,6 @@
 #![deny(unsafe_code)]
 
 mod admin;
-mod commit;
 pub mod embedded;
 pub mod metrics;
 mod offsets;
@@ -46,10 +45,10 @@ mod record;
 mod refusal;
 pub mod retry;
 mod source;
+mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use commit::{CommitError, CommitMode};
 pub use embedded::{EmbeddedBroker, EmbeddedBrokerError};
 pub use offsets::{OffsetTracker, TrackerError};
 pub use options::{
@@ -61,3 +60,4 @@ pub use source::{
     AckError, Acknowledger, ConsumerEngine, EngineError, EngineStats, PartitionStream, Readiness,
     ShutdownSummary,
 };
+pub use source::{CommitError, CommitMode};

@@ -19,6 +19,7 @@ use crate::record::Offset;
 
 /// Why the tracker refused an update.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TrackerError {
     /// `deliver` was called with an offset not above the last delivered one.
     #[error("offset {offset} delivered out of order (last delivered {last})")]

@@ -9,6 +9,7 @@ use crate::record::TopicPartition;
 
 /// Where a group with no committed offset starts reading a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum StartPosition {
     /// The oldest record still in the partition.
     #[default]
@@ -19,6 +20,7 @@ pub enum StartPosition {
 
 /// When acknowledged offsets are committed to the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum CommitStrategy {
     /// Commit asynchronously every commit interval (the default).
     #[default]
@@ -33,6 +35,7 @@ pub enum CommitStrategy {
 
 /// How a group spreads partitions over its members.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum AssignmentStrategy {
     /// Incremental cooperative rebalancing: a rebalance revokes only partitions that move.
     #[default]
@@ -54,6 +57,7 @@ pub trait PartitionLifecycle: Send + Sync + 'static {
 /// A bad option: names the option and says what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid option `{key}`: {problem}")]
+#[non_exhaustive]
 pub struct OptionsError {
     /// The option's name, as written in the builder method (or `librdkafka.<property>`).
     pub key: String,

@@ -10,6 +10,8 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
+use crate::sync::lock;
+
 /// What librdkafka's connection-failure (`FAIL`) log lines say when the brokers refused the
 /// login or the TLS handshake.
 const REFUSED: &[&str] = &[
@@ -67,9 +69,7 @@ impl Refusal {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
-        self.reason
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.reason)
     }
 }
 

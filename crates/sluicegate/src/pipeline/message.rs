@@ -73,6 +73,7 @@ impl MessageFormat for RawValue {
 /// Groups the records of one batcher into batches. Records with equal keys share batches;
 /// the default key is the record's partition.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum BatchKey {
     /// The record's own topic and partition (the default): a batch holds one partition's
     /// records.
@@ -193,6 +194,7 @@ impl<D> Message<D> {
 
 /// What started a batch handler call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BatchTrigger {
     /// The batch reached the batcher's size.
     Size,
@@ -217,6 +219,7 @@ pub struct Batch<D = Record> {
 
 /// How a record failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FailureKind {
     /// The handler returned an error.
     Error,

@@ -23,6 +23,7 @@ use crate::record::{Offset, Record};
 
 /// In what order a partition's records reach the message handler.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ProcessingOrder {
     /// One record of a partition at a time, in offset order; partitions run concurrently.
     #[default]

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::sync::lock;
+
 /// Allows at most `allowed` calls in each window of `interval`.
 #[derive(Debug)]
 pub(crate) struct RateLimiter {
@@ -36,10 +38,7 @@ impl RateLimiter {
     pub async fn acquire(&self) {
         loop {
             let next_window = {
-                let mut window = self
-                    .window
-                    .lock()
-                    .unwrap_or_else(|poison| poison.into_inner());
+                let mut window = lock(&self.window);
                 let now = Instant::now();
                 if now.duration_since(window.started) >= self.interval {
                     window.started = now;

@@ -6,6 +6,7 @@ use crate::source::ShutdownSummary;
 
 /// A snapshot of a pipeline's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PipelineStats {
     /// Records taken from the sources.
     pub received: u64,
@@ -20,6 +21,7 @@ pub struct PipelineStats {
 
 /// What a pipeline did, reported by [`Pipeline::shutdown`](super::Pipeline::shutdown).
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct PipelineSummary {
     /// Counters once everything drained.
     pub stats: PipelineStats,

@@ -11,6 +11,7 @@ use super::source::{AckSink, PartitionFeed, PartitionInput, Source};
 use super::{Pipeline, PipelineBuilder, PipelineStats};
 use crate::options::OptionsError;
 use crate::record::{Offset, Record, TopicPartition};
+use crate::sync::lock;
 
 /// A pipeline fed from memory, for tests of handlers, ordering, batching and failures.
 ///
@@ -165,6 +166,7 @@ impl TestPipeline {
 
 /// What a [`TestPipeline`] observed.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct TestReport {
     /// Acknowledged offsets of each partition, in the order they were acknowledged.
     pub acked: BTreeMap<TopicPartition, Vec<Offset>>,
@@ -191,6 +193,7 @@ impl TestReport {
 
 /// A failed record as the failure handler received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FailureSeen {
     /// The record's partition.
     pub partition: TopicPartition,
@@ -202,6 +205,7 @@ pub struct FailureSeen {
 
 /// A batch as the batch handler received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BatchSeen {
     /// The batcher's name.
     pub batcher: String,
@@ -222,9 +226,7 @@ pub(crate) struct TestLog {
 
 impl TestLog {
     fn report(&self) -> MutexGuard<'_, TestReport> {
-        self.report
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        lock(&self.report)
     }
 
     pub fn acked(&self, partition: &TopicPartition, offsets: &[Offset]) {

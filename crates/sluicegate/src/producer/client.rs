@@ -17,6 +17,7 @@ use tokio::sync::{oneshot, Notify};
 use super::options::ResolvedOptions;
 use super::{Delivery, ProduceError, ProduceRecord, ProducerStats};
 use crate::refusal::{self, Refusal};
+use crate::sync::lock;
 
 /// How often the delivery thread looks for its stop flag when nothing is delivered.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -62,17 +63,12 @@ impl Shared {
     }
 
     fn lock_waiters(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Waiter>> {
-        self.waiters
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        lock(&self.waiters)
     }
 
     /// A fire-and-forget record failed: counted always, logged at most once a second.
     fn note_forgotten_failure(&self, topic: &str, error: &KafkaError) {
-        let mut log = self
-            .failure_log
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut log = lock(&self.failure_log);
         log.unreported += 1;
         if log
             .last
@@ -354,11 +350,7 @@ impl Client {
         }
         let undelivered = self.in_flight();
         self.stop.store(true, Ordering::Release);
-        let thread = self
-            .delivery_thread
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .take();
+        let thread = lock(&self.delivery_thread).take();
         if let Some(thread) = thread {
             if thread.join().is_err() {
                 tracing::error!("the delivery thread panicked");

@@ -70,6 +70,7 @@ pub use partitioner::java_partition;
 
 use crate::options::OptionsError;
 use crate::record::Offset;
+use crate::sync::lock;
 use client::Client;
 
 /// A record to produce. Borrows its bytes: librdkafka copies them when the record is
@@ -125,6 +126,7 @@ impl<'a> ProduceRecord<'a> {
 
 /// Where a record was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Delivery {
     /// The partition.
     pub partition: i32,
@@ -134,6 +136,7 @@ pub struct Delivery {
 
 /// Why a record was not produced.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProduceError {
     /// The producer's settings are invalid; nothing was sent.
     #[error(transparent)]
@@ -174,6 +177,7 @@ pub enum ProduceError {
 
 /// A producer's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProducerStats {
     /// Records buffered.
     pub sent: u64,
@@ -185,6 +189,7 @@ pub struct ProducerStats {
 
 /// What [`Producer::shutdown`] reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ShutdownReport {
     /// Records still buffered or in flight when the timeout ran out; they were discarded.
     pub undelivered: usize,
@@ -248,11 +253,7 @@ impl Producer {
         if self.inner.shut_down.load(Ordering::Acquire) {
             return Err(ProduceError::ShutDown);
         }
-        let _starting = self
-            .inner
-            .starting
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let _starting = lock(&self.inner.starting);
         if let Some(client) = self.inner.client.get() {
             return Ok(client);
         }
@@ -308,11 +309,7 @@ impl Producer {
     /// [`ProduceError::ShutDown`].
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         {
-            let _starting = self
-                .inner
-                .starting
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
+            let _starting = lock(&self.inner.starting);
             self.inner.shut_down.store(true, Ordering::Release);
         }
         if self.inner.client.get().is_none() {

@@ -12,6 +12,7 @@ use crate::options::OptionsError;
 
 /// Compression applied to each batch the producer sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Compression {
     /// No compression.
     None,
@@ -40,6 +41,7 @@ impl Compression {
 
 /// How many acknowledgements the leader waits for before answering a produce request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Acks {
     /// No answer at all: delivery results carry no offset.
     None,

@@ -47,6 +47,7 @@ pub struct RetryHeaders {
 /// A record whose retry headers are missing some fields or hold unreadable values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("retry header `{header}`: {problem}")]
+#[non_exhaustive]
 pub struct RetryHeaderError {
     /// The header at fault.
     pub header: &'static str,

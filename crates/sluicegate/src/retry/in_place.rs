@@ -13,6 +13,7 @@ use crate::pipeline::{
     guarded, Batch, BatchHandler, BoxError, FailureReason, Message, MessageHandler,
 };
 use crate::record::{Offset, Record};
+use crate::sync::lock;
 
 /// What the in-place retries of each record that failed for good did, until the failure
 /// route takes it (the pipeline's failure path only carries the last reason).
@@ -39,9 +40,7 @@ impl InPlaceLog {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RecordId, SpentRetries>> {
-        self.spent
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.spent)
     }
 }
 

@@ -9,6 +9,7 @@ use std::str::FromStr;
 /// stage after the last retry watches the dead-letter topic (Super::Flux counts 6 stages
 /// for 5 retries, so `--stages 1-6` runs every stage but the input's).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Stages {
     /// Every stage of the task.
     All,
@@ -19,6 +20,7 @@ pub enum Stages {
 /// A stage list that cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("stages `{spec}`: {problem} (write `0`, `1-5`, `all` or a comma list such as `0,2-3`)")]
+#[non_exhaustive]
 pub struct StagesError {
     /// The text given.
     pub spec: String,

@@ -21,6 +21,7 @@ use crate::source::{ConsumerEngine, EngineError};
 
 /// Why a task could not start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RetryError {
     /// A setting is invalid; nothing was connected.
     #[error(transparent)]
@@ -63,6 +64,7 @@ impl From<TopicSetupError> for RetryError {
 
 /// How a task retries a failed record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RetryMode {
     /// Through the delayed retry topics, one stage per retry: the input stage never waits,
     /// and a retried record is handled after records that came after it.
@@ -376,6 +378,7 @@ pub struct RunningTask {
 
 /// What a task did so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TaskStats {
     /// Each running stage's pipeline counters, by stage number.
     pub stages: Vec<(usize, PipelineStats)>,
@@ -387,6 +390,7 @@ pub struct TaskStats {
 
 /// What a task did, reported by [`RunningTask::shutdown`].
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct TaskSummary {
     /// Each stage's pipeline summary, by stage number.
     pub stages: Vec<(usize, PipelineSummary)>,

@@ -10,6 +10,7 @@ use rdkafka::statistics::Statistics;
 use crate::metrics as names;
 use crate::record::{Offset, TopicPartition};
 use crate::source::member::MemberShared;
+use crate::sync::lock;
 
 /// A group's instruments, shared by its members.
 #[derive(Debug)]
@@ -95,7 +96,7 @@ pub(crate) fn record_statistics(member: &MemberShared, statistics: &Statistics) 
             && !member.closing.load(Ordering::Acquire);
         member.group_state.steady.store(steady, Ordering::Release);
     }
-    let registry = crate::commit::lock(&member.registry);
+    let registry = lock(&member.registry);
     for (partition, shared) in registry.iter() {
         let held = shared.held.load(Ordering::Relaxed);
         let buffered = shared.buffered();

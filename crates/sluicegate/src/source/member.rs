@@ -20,13 +20,14 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use crate::commit::{self, CommitContext, CommitCounters, CommitThread, Committer, FinalCommit};
+use super::commit::{self, CommitContext, CommitCounters, CommitThread, Committer, FinalCommit};
 use crate::options::{AssignmentStrategy, ConsumerOptions, StartPosition};
 use crate::record::{Offset, Record, TopicPartition};
 use crate::source::fetch_queue::FetchQueue;
 use crate::source::instruments::{self, GroupInstruments, GroupState, PartitionInstruments};
 use crate::source::partition::{PartitionShared, PartitionStream};
 use crate::source::poll_loop::{Doorbell, LeaveGate, PollLoop};
+use crate::sync::lock;
 
 /// Counters shared by every member of an engine.
 #[derive(Debug)]
@@ -137,14 +138,14 @@ impl MemberShared {
             return;
         }
         let (Some(committer), Some(consumer)) = (
-            commit::lock(&self.committer).clone(),
+            lock(&self.committer).clone(),
             self.consumer.get().and_then(Weak::upgrade),
         ) else {
             tracing::error!(member = %self.name, "assignment before the member started");
             return;
         };
         let mut assigned = Vec::new();
-        let mut outlets = commit::lock(&self.outlets);
+        let mut outlets = lock(&self.outlets);
         for element in list.elements() {
             let partition = TopicPartition::new(element.topic(), element.partition());
             if outlets
@@ -174,7 +175,7 @@ impl MemberShared {
                 continue;
             };
             let (sender, receiver) = mpsc::channel(self.options.partition_buffer);
-            commit::lock(&self.registry).insert(partition.clone(), shared.clone());
+            lock(&self.registry).insert(partition.clone(), shared.clone());
             outlets.push(Outlet {
                 shared: shared.clone(),
                 fetch,
@@ -237,7 +238,7 @@ impl MemberShared {
     ) -> Vec<ReleasedPartition> {
         let mut closing = Vec::new();
         {
-            let mut outlets = commit::lock(&self.outlets);
+            let mut outlets = lock(&self.outlets);
             let mut index = 0;
             while index < outlets.len() {
                 if !selected(&outlets[index].shared.partition) {
@@ -266,10 +267,10 @@ impl MemberShared {
             }
         }
         let uncommitted: BTreeMap<TopicPartition, Offset> = {
-            let _commit_guard = commit::lock(&self.commit_lock);
+            let _commit_guard = lock(&self.commit_lock);
             let uncommitted =
                 commit::commit_final(consumer, &closing, &self.counters.commit, reason, deadline);
-            let mut registry = commit::lock(&self.registry);
+            let mut registry = lock(&self.registry);
             for shared in &closing {
                 registry.remove(&shared.partition);
             }
@@ -442,7 +443,7 @@ pub(crate) fn start(
         },
     )
     .map_err(|error| super::EngineError::Client(error.to_string()))?;
-    *commit::lock(&member.committer) = Some(commit_thread.committer());
+    *lock(&member.committer) = Some(commit_thread.committer());
     let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)

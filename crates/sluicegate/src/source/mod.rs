@@ -24,10 +24,11 @@
 //! them committed, so no member's departure fails another's final commit. A revoke does the
 //! same for the revoked partitions.
 
+mod commit;
 mod fetch_queue;
 mod instruments;
-pub(crate) mod member;
-pub(crate) mod partition;
+mod member;
+mod partition;
 mod poll_loop;
 mod stats;
 
@@ -40,10 +41,11 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::sync::mpsc;
 
-use crate::commit;
 use crate::options::{ConsumerOptions, OptionsError};
 use crate::record::{Offset, TopicPartition};
 use crate::refusal::RefusalContext;
+use crate::sync::lock;
+pub use commit::{CommitError, CommitMode};
 use instruments::GroupState;
 use member::{EngineCounters, Member, PartitionRegistry};
 pub use partition::{AckError, Acknowledger, PartitionStream};
@@ -51,6 +53,7 @@ pub use stats::EngineStats;
 
 /// Why the engine could not start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EngineError {
     /// An option is invalid; nothing was connected.
     #[error(transparent)]
@@ -99,9 +102,9 @@ pub struct Readiness {
 impl Readiness {
     /// Whether every member is ready now.
     pub fn is_ready(&self) -> bool {
-        self.members.iter().all(|(registry, group_state)| {
-            !commit::lock(registry).is_empty() || group_state.is_steady()
-        })
+        self.members
+            .iter()
+            .all(|(registry, group_state)| !lock(registry).is_empty() || group_state.is_steady())
     }
 }
 
@@ -124,6 +127,7 @@ impl std::fmt::Debug for Readiness {
 
 /// What the engine did, reported by [`ConsumerEngine::shutdown`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ShutdownSummary {
     /// Counters at the moment the engine stopped.
     pub stats: EngineStats,

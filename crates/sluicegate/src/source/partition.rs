@@ -11,15 +11,17 @@ use std::time::{Instant, SystemTime};
 use futures_core::Stream;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::commit::{CommitError, CommitMode, CommitRequest, Committer};
+use super::commit::{CommitError, CommitMode, CommitRequest, Committer};
 use crate::offsets::{OffsetTracker, TrackerError};
 use crate::options::CommitStrategy;
 use crate::record::{Offset, Record, TopicPartition};
 use crate::source::instruments::PartitionInstruments;
 use crate::source::poll_loop::Doorbell;
+use crate::sync::lock;
 
 /// Why an acknowledgement was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AckError {
     /// The partition was revoked or the engine shut down: this member no longer owns it, so the
     /// record will be (or was) re-delivered to its new owner.
@@ -107,9 +109,7 @@ impl PartitionShared {
     /// Locks the state. A poisoned lock only means another thread panicked mid-update of plain
     /// counters; the tracker stays consistent, so the state is used as it is.
     pub fn state(&self) -> MutexGuard<'_, PartitionState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.state)
     }
 
     /// Stops delivery: records still buffered are discarded when the stream sees them.

@@ -21,10 +21,11 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use tokio::sync::mpsc;
 
-use crate::commit::{self, CommitThread, FinalCommit};
+use super::commit::{CommitThread, FinalCommit};
 use crate::record::Record;
 use crate::source::fetch_queue::copy_borrowed;
 use crate::source::member::{MemberContext, MemberShared, MemberSummary, Outlet};
+use crate::sync::lock;
 
 /// How long the thread sleeps while some window is full, before looking for room again even
 /// without a ring.
@@ -46,13 +47,13 @@ pub(crate) struct Doorbell {
 impl Doorbell {
     /// Wakes the waiting poll thread, or makes its next wait return at once.
     pub fn ring(&self) {
-        *commit::lock(&self.rung) = true;
+        *lock(&self.rung) = true;
         self.bell.notify_one();
     }
 
     /// Waits until rung or `timeout` passes.
     fn wait(&self, timeout: Duration) {
-        let mut rung = commit::lock(&self.rung);
+        let mut rung = lock(&self.rung);
         if !*rung {
             rung = self
                 .bell
@@ -82,7 +83,7 @@ impl LeaveGate {
 
     /// Records that one member committed, then waits (at most `timeout`) for the others.
     fn committed_and_wait(&self, timeout: Duration) {
-        let mut committing = commit::lock(&self.committing);
+        let mut committing = lock(&self.committing);
         *committing = committing.saturating_sub(1);
         self.all_committed.notify_all();
         let deadline = std::time::Instant::now() + timeout;
@@ -147,7 +148,7 @@ impl PollLoop {
     fn move_records(&self, window: usize) -> (usize, bool) {
         let mut moved = 0;
         let mut any_full = false;
-        let mut outlets = commit::lock(&self.member.outlets);
+        let mut outlets = lock(&self.member.outlets);
         for outlet in outlets.iter_mut() {
             let mut room = outlet.shared.room(window);
             if room == 0 {
@@ -190,7 +191,7 @@ impl PollLoop {
     /// A record that arrived on the consumer queue: delivered to its partition regardless of
     /// room (it cannot be put back).
     fn deliver_stray(&self, message: &BorrowedMessage<'_>) {
-        let mut outlets = commit::lock(&self.member.outlets);
+        let mut outlets = lock(&self.member.outlets);
         let Some(outlet) = outlets.iter_mut().find(|outlet| {
             outlet.shared.partition.partition == message.partition()
                 && outlet.shared.partition.topic == message.topic()

@@ -3,10 +3,11 @@
 use std::sync::atomic::Ordering;
 
 use super::member::{EngineCounters, Member};
-use crate::commit;
+use crate::sync::lock;
 
 /// A snapshot of an engine's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EngineStats {
     /// Records taken from librdkafka by the poll threads.
     pub fetched: u64,
@@ -53,7 +54,7 @@ pub(super) fn snapshot(
         ..EngineStats::default()
     };
     for member in members {
-        for shared in commit::lock(&member.registry).values() {
+        for shared in lock(&member.registry).values() {
             stats.delivered += shared.delivered.load(Ordering::Relaxed);
             stats.acked += shared.acked.load(Ordering::Relaxed);
             stats.buffered += shared.buffered();

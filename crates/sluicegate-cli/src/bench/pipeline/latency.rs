@@ -162,10 +162,28 @@ pub(super) fn print_report(facts: &LatencyFacts, modes: &[ModeReport]) -> anyhow
     Ok(())
 }
 
+/// The processing orders this scenario runs (Parallel Consumer's three).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    Partition,
+    Key,
+    Unordered,
+}
+
+impl Order {
+    fn processing_order(self) -> ProcessingOrder {
+        match self {
+            Order::Partition => ProcessingOrder::Partition,
+            Order::Key => ProcessingOrder::Key,
+            Order::Unordered => ProcessingOrder::Unordered,
+        }
+    }
+}
+
 /// One mode of the latency scenario.
 #[derive(Debug, Clone, Copy)]
 struct Mode {
-    order: ProcessingOrder,
+    order: Order,
     /// Distinct keys of the topic it reads.
     keys: u64,
 }
@@ -173,18 +191,18 @@ struct Mode {
 impl Mode {
     fn name(self) -> &'static str {
         match self.order {
-            ProcessingOrder::Partition => "partition",
-            ProcessingOrder::Key => "key",
-            ProcessingOrder::Unordered => "unordered",
+            Order::Partition => "partition",
+            Order::Key => "key",
+            Order::Unordered => "unordered",
         }
     }
 
     fn label(self) -> String {
         match self.order {
-            ProcessingOrder::Key if self.keys == 1 => "key order, 1 key".to_owned(),
-            ProcessingOrder::Key => format!("key order, {} keys", thousands(self.keys)),
-            ProcessingOrder::Partition => "partition order".to_owned(),
-            ProcessingOrder::Unordered => "unordered".to_owned(),
+            Order::Key if self.keys == 1 => "key order, 1 key".to_owned(),
+            Order::Key => format!("key order, {} keys", thousands(self.keys)),
+            Order::Partition => "partition order".to_owned(),
+            Order::Unordered => "unordered".to_owned(),
         }
     }
 
@@ -193,9 +211,9 @@ impl Mode {
     /// at a time, and at most `concurrency` run at once.
     fn bound(self, delays: &[Duration], concurrency: u64) -> Duration {
         let lanes = match self.order {
-            ProcessingOrder::Partition => 1,
-            ProcessingOrder::Key => self.keys.max(1) as usize,
-            ProcessingOrder::Unordered => delays.len().max(1),
+            Order::Partition => 1,
+            Order::Key => self.keys.max(1) as usize,
+            Order::Unordered => delays.len().max(1),
         };
         let mut lane_totals = vec![Duration::ZERO; lanes.min(delays.len()).max(1)];
         for (index, delay) in delays.iter().enumerate() {
@@ -208,9 +226,9 @@ impl Mode {
 
     fn parallel_consumer_s(self) -> Option<f64> {
         match self.order {
-            ProcessingOrder::Partition => Some(PC_PARTITION_S),
-            ProcessingOrder::Unordered => Some(PC_UNORDERED_S),
-            ProcessingOrder::Key => PC_KEY_S
+            Order::Partition => Some(PC_PARTITION_S),
+            Order::Unordered => Some(PC_UNORDERED_S),
+            Order::Key => PC_KEY_S
                 .iter()
                 .find(|(keys, _)| *keys == self.keys)
                 .map(|(_, seconds)| *seconds),
@@ -274,15 +292,15 @@ pub(super) fn run(args: &PipelineArgs) -> anyhow::Result<(Vec<ModeReport>, Laten
             .expect("a topic was prepared for every key count")
     };
     let mut modes = vec![Mode {
-        order: ProcessingOrder::Partition,
+        order: Order::Partition,
         keys: widest,
     }];
     modes.extend(key_counts.iter().map(|&keys| Mode {
-        order: ProcessingOrder::Key,
+        order: Order::Key,
         keys,
     }));
     modes.push(Mode {
-        order: ProcessingOrder::Unordered,
+        order: Order::Unordered,
         keys: widest,
     });
 
@@ -320,11 +338,11 @@ pub(super) fn run(args: &PipelineArgs) -> anyhow::Result<(Vec<ModeReport>, Laten
         };
         let ratio_to_ideal = rps / ideal_rps;
         let bound_s = mode.bound(&delays, args.concurrency).as_secs_f64();
-        let goal_mode = mode.order == ProcessingOrder::Unordered
-            || (mode.order == ProcessingOrder::Key && mode.keys >= args.records);
+        let goal_mode = mode.order == Order::Unordered
+            || (mode.order == Order::Key && mode.keys >= args.records);
         let report = ModeReport {
             mode: mode.name(),
-            keys: (mode.order == ProcessingOrder::Key).then_some(mode.keys),
+            keys: (mode.order == Order::Key).then_some(mode.keys),
             elapsed_s: measured.elapsed_s,
             rps,
             ratio_to_ideal,
@@ -459,7 +477,7 @@ impl LatencyRun<'_> {
             .context("could not start the consumer engine")?;
         let pipeline = Pipeline::builder(state.clone())
             .concurrency(args.concurrency as usize)
-            .order(self.mode.order)
+            .order(self.mode.order.processing_order())
             .handle_message(|state: Arc<Arc<LatencyState>>, message| async move {
                 let called = Instant::now();
                 state.first.get_or_init(|| called);
@@ -555,19 +573,13 @@ mod tests {
         let delays = vec![Duration::from_millis(1); 1_000];
         let mode = |order, keys| Mode { order, keys };
         let bound = |order, keys| mode(order, keys).bound(&delays, 100);
-        assert_eq!(bound(ProcessingOrder::Partition, 1), Duration::from_secs(1));
-        assert_eq!(bound(ProcessingOrder::Key, 1), Duration::from_secs(1));
-        assert_eq!(bound(ProcessingOrder::Key, 10), Duration::from_millis(100));
+        assert_eq!(bound(Order::Partition, 1), Duration::from_secs(1));
+        assert_eq!(bound(Order::Key, 1), Duration::from_secs(1));
+        assert_eq!(bound(Order::Key, 10), Duration::from_millis(100));
+        assert_eq!(bound(Order::Key, 1_000), Duration::from_millis(10));
+        assert_eq!(bound(Order::Unordered, 1), Duration::from_millis(10));
         assert_eq!(
-            bound(ProcessingOrder::Key, 1_000),
-            Duration::from_millis(10)
-        );
-        assert_eq!(
-            bound(ProcessingOrder::Unordered, 1),
-            Duration::from_millis(10)
-        );
-        assert_eq!(
-            mode(ProcessingOrder::Unordered, 1).bound(&delays, 10_000),
+            mode(Order::Unordered, 1).bound(&delays, 10_000),
             Duration::from_millis(1)
         );
     }

@@ -26,13 +26,15 @@ use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
 
 use tokio::sync::oneshot;
 
+use super::member::PartitionRegistry;
+use super::partition::PartitionShared;
 use crate::options::CommitStrategy;
 use crate::record::{Offset, TopicPartition};
-use crate::source::member::PartitionRegistry;
-use crate::source::partition::PartitionShared;
+use crate::sync::lock;
 
 /// Whether a triggered commit waits for the broker's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CommitMode {
     /// Hand the commit to the commit thread and return; the outcome is logged and counted.
     Async,
@@ -42,6 +44,7 @@ pub enum CommitMode {
 
 /// A commit that failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CommitError {
     /// The broker or client refused the commit.
     #[error("committing {partitions} failed: {reason}")]
@@ -453,11 +456,4 @@ fn refused(targets: &[(Arc<PartitionShared>, Offset)], error: &KafkaError) -> Co
         partitions,
         reason: error.to_string(),
     }
-}
-
-/// Locks a mutex whose data stays consistent even if a holder panicked.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
