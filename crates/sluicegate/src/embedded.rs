@@ -288,25 +288,130 @@ impl EmbeddedBroker {
     }
 
     /// Makes the next `errors.len()` requests of type `api` (to any broker) fail, in order, with
-    /// these error codes. `RDKafkaRespErr::RD_KAFKA_RESP_ERR__TRANSPORT` makes the broker close
-    /// the connection instead of answering.
-    pub fn push_request_errors(&self, api: RDKafkaApiKey, errors: &[RDKafkaRespErr]) {
-        // SAFETY: `self.cluster` is live for `&self`; `errors` points to `errors.len()` valid
+    /// these errors ([`BrokerError::Disconnect`]: the broker closes the connection instead of
+    /// answering).
+    ///
+    /// ```no_run
+    /// use sluicegate::embedded::{ApiKey, BrokerError, EmbeddedBroker};
+    ///
+    /// # fn main() -> Result<(), sluicegate::embedded::EmbeddedBrokerError> {
+    /// let broker = EmbeddedBroker::start(1)?;
+    /// // The next two offset commits are refused, the third goes through.
+    /// broker.push_request_errors(
+    ///     ApiKey::OffsetCommit,
+    ///     &[BrokerError::NotCoordinator, BrokerError::RequestTimedOut],
+    /// );
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn push_request_errors(&self, api: ApiKey, errors: &[BrokerError]) {
+        let codes: Vec<RDKafkaRespErr> = errors.iter().map(|error| error.code()).collect();
+        // SAFETY: `self.cluster` is live for `&self`; `codes` points to `codes.len()` valid
         // codes for the duration of the call (librdkafka copies them under the cluster lock).
         unsafe {
             rdsys::rd_kafka_mock_push_request_errors_array(
                 self.cluster,
-                api.into(),
-                errors.len(),
-                errors.as_ptr(),
+                api.key().into(),
+                codes.len(),
+                codes.as_ptr(),
             )
         }
     }
 
     /// Forgets the errors still queued by [`Self::push_request_errors`] for `api`.
-    pub fn clear_request_errors(&self, api: RDKafkaApiKey) {
+    pub fn clear_request_errors(&self, api: ApiKey) {
         // SAFETY: `self.cluster` is live for `&self`; the call takes the cluster lock.
-        unsafe { rdsys::rd_kafka_mock_clear_request_errors(self.cluster, api.into()) }
+        unsafe { rdsys::rd_kafka_mock_clear_request_errors(self.cluster, api.key().into()) }
+    }
+}
+
+/// A request type of the Kafka protocol, for [`EmbeddedBroker::push_request_errors`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ApiKey {
+    /// Produce.
+    Produce,
+    /// Fetch.
+    Fetch,
+    /// ListOffsets.
+    ListOffsets,
+    /// Metadata.
+    Metadata,
+    /// OffsetCommit.
+    OffsetCommit,
+    /// OffsetFetch.
+    OffsetFetch,
+    /// FindCoordinator.
+    FindCoordinator,
+    /// JoinGroup.
+    JoinGroup,
+    /// Heartbeat.
+    Heartbeat,
+    /// LeaveGroup.
+    LeaveGroup,
+    /// SyncGroup.
+    SyncGroup,
+}
+
+impl ApiKey {
+    fn key(self) -> RDKafkaApiKey {
+        match self {
+            ApiKey::Produce => RDKafkaApiKey::Produce,
+            ApiKey::Fetch => RDKafkaApiKey::Fetch,
+            ApiKey::ListOffsets => RDKafkaApiKey::ListOffsets,
+            ApiKey::Metadata => RDKafkaApiKey::Metadata,
+            ApiKey::OffsetCommit => RDKafkaApiKey::OffsetCommit,
+            ApiKey::OffsetFetch => RDKafkaApiKey::OffsetFetch,
+            ApiKey::FindCoordinator => RDKafkaApiKey::FindCoordinator,
+            ApiKey::JoinGroup => RDKafkaApiKey::JoinGroup,
+            ApiKey::Heartbeat => RDKafkaApiKey::Heartbeat,
+            ApiKey::LeaveGroup => RDKafkaApiKey::LeaveGroup,
+            ApiKey::SyncGroup => RDKafkaApiKey::SyncGroup,
+        }
+    }
+}
+
+/// How the mock cluster answers a request instead of serving it, for
+/// [`EmbeddedBroker::push_request_errors`]: a Kafka error code, or a dropped connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// The broker closes the connection instead of answering.
+    Disconnect,
+    /// `REQUEST_TIMED_OUT`.
+    RequestTimedOut,
+    /// `NOT_LEADER_OR_FOLLOWER` (formerly `NOT_LEADER_FOR_PARTITION`).
+    NotLeaderForPartition,
+    /// `NOT_ENOUGH_REPLICAS`.
+    NotEnoughReplicas,
+    /// `INVALID_RECORD`: the broker refuses the record for good.
+    InvalidRecord,
+    /// `NOT_COORDINATOR`.
+    NotCoordinator,
+    /// `COORDINATOR_NOT_AVAILABLE`.
+    CoordinatorNotAvailable,
+    /// `COORDINATOR_LOAD_IN_PROGRESS`.
+    CoordinatorLoadInProgress,
+    /// `REBALANCE_IN_PROGRESS`.
+    RebalanceInProgress,
+}
+
+impl BrokerError {
+    fn code(self) -> RDKafkaRespErr {
+        use RDKafkaRespErr::*;
+        match self {
+            BrokerError::Disconnect => RD_KAFKA_RESP_ERR__TRANSPORT,
+            BrokerError::RequestTimedOut => RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+            BrokerError::NotLeaderForPartition => RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+            BrokerError::NotEnoughReplicas => RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+            BrokerError::InvalidRecord => RD_KAFKA_RESP_ERR_INVALID_RECORD,
+            BrokerError::NotCoordinator => RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
+            BrokerError::CoordinatorNotAvailable => RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
+            BrokerError::CoordinatorLoadInProgress => {
+                RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS
+            }
+            BrokerError::RebalanceInProgress => RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS,
+        }
     }
 }
 

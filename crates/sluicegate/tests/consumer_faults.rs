@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use sluicegate::embedded::{ApiKey, BrokerError};
 use tokio::sync::watch;
 
 use common::{committed_offsets, end_offsets, eventually, options, produce};
@@ -234,12 +234,12 @@ async fn commit_errors_never_commit_past_an_unacknowledged_record() {
     let group = unique_name("commit-errors");
 
     let errors = [
-        RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
-        RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
-        RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
+        BrokerError::RequestTimedOut,
+        BrokerError::NotCoordinator,
+        BrokerError::CoordinatorLoadInProgress,
     ]
     .repeat(4);
-    embedded.push_request_errors(RDKafkaApiKey::OffsetCommit, &errors);
+    embedded.push_request_errors(ApiKey::OffsetCommit, &errors);
     let (hold, holding) = watch::channel(Some(HELD));
     let (engine, outcomes) = start(
         engine_options(&broker, &group, &topic),

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{eventually, options};
-use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use sluicegate::embedded::{ApiKey, BrokerError};
 use sluicegate::producer::{
     java_partition, Compression, ProduceError, ProduceRecord, Producer, ProducerOptions,
 };
@@ -197,10 +197,7 @@ async fn failed_deliveries_reach_the_caller_or_the_counters() {
         .produce(&topic, ProduceRecord::new(b"warm"))
         .await
         .unwrap();
-    embedded.push_request_errors(
-        RDKafkaApiKey::Produce,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 500],
-    );
+    embedded.push_request_errors(ApiKey::Produce, &[BrokerError::NotEnoughReplicas; 500]);
 
     let awaited = producer
         .produce(&topic, ProduceRecord::new(b"awaited"))
@@ -227,7 +224,7 @@ async fn failed_deliveries_reach_the_caller_or_the_counters() {
     })
     .await;
 
-    embedded.clear_request_errors(RDKafkaApiKey::Produce);
+    embedded.clear_request_errors(ApiKey::Produce);
     producer
         .produce(&topic, ProduceRecord::new(b"after"))
         .await

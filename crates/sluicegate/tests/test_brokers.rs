@@ -214,7 +214,7 @@ async fn embedded_broker_down_fails_produce_and_up_recovers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn embedded_request_errors_fail_produce_until_cleared() {
-    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    use sluicegate::embedded::{ApiKey, BrokerError};
 
     init_tracing();
     let broker = TestBroker::embedded();
@@ -224,16 +224,13 @@ async fn embedded_request_errors_fail_produce_until_cleared() {
     let bootstrap = broker.bootstrap_servers();
 
     // A non-retriable error on Produce fails the delivery at once.
-    embedded.push_request_errors(
-        RDKafkaApiKey::Produce,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD; 3],
-    );
+    embedded.push_request_errors(ApiKey::Produce, &[BrokerError::InvalidRecord; 3]);
     let error = produce_one(&bootstrap, &topic, 5_000)
         .await
         .expect_err("produce must fail with the injected error");
     assert!(error.contains("InvalidRecord"), "unexpected error: {error}");
 
-    embedded.clear_request_errors(RDKafkaApiKey::Produce);
+    embedded.clear_request_errors(ApiKey::Produce);
     assert_eq!(produce_one(&bootstrap, &topic, 5_000).await, Ok(0));
 }
 

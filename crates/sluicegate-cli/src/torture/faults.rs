@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
-use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use sluicegate::embedded::{ApiKey, BrokerError};
 use sluicegate::pipeline::{Message, Pipeline, ProcessingOrder};
 use sluicegate::producer::{Producer, ProducerOptions};
 use sluicegate::{ConsumerEngine, ConsumerOptions, EmbeddedBroker};
@@ -89,8 +89,8 @@ enum Fault {
     /// Every request of `api` fails with these codes, in turn.
     Requests {
         name: &'static str,
-        api: RDKafkaApiKey,
-        errors: &'static [RDKafkaRespErr],
+        api: ApiKey,
+        errors: &'static [BrokerError],
     },
     /// JoinGroup and SyncGroup fail, and one Heartbeat error forces the member to rejoin.
     Rejoin,
@@ -102,40 +102,30 @@ enum Fault {
     SlowNetwork(Duration),
 }
 
-use RDKafkaRespErr as E;
+use BrokerError as E;
 
-const FETCH_ERRORS: &[E] = &[
-    E::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
-    E::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
-    E::RD_KAFKA_RESP_ERR__TRANSPORT,
-];
+const FETCH_ERRORS: &[E] = &[E::NotLeaderForPartition, E::RequestTimedOut, E::Disconnect];
 const COMMIT_ERRORS: &[E] = &[
-    E::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
-    E::RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
-    E::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
+    E::RequestTimedOut,
+    E::NotCoordinator,
+    E::CoordinatorLoadInProgress,
 ];
 const HEARTBEAT_ERRORS: &[E] = &[
-    E::RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
-    E::RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
-    E::RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS,
+    E::NotCoordinator,
+    E::CoordinatorNotAvailable,
+    E::RebalanceInProgress,
 ];
-const JOIN_ERRORS: &[E] = &[
-    E::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
-    E::RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
-];
-const SYNC_ERRORS: &[E] = &[
-    E::RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS,
-    E::RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
-];
+const JOIN_ERRORS: &[E] = &[E::CoordinatorLoadInProgress, E::NotCoordinator];
+const SYNC_ERRORS: &[E] = &[E::RebalanceInProgress, E::CoordinatorNotAvailable];
 const PRODUCE_ERRORS: &[E] = &[
-    E::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
-    E::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
-    E::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+    E::NotLeaderForPartition,
+    E::RequestTimedOut,
+    E::NotEnoughReplicas,
 ];
 
 impl Fault {
     fn schedule(rtt: Duration) -> [Fault; 8] {
-        use RDKafkaApiKey as Api;
+        use ApiKey as Api;
         let requests = |name, api, errors| Fault::Requests { name, api, errors };
         [
             requests("fetch errors", Api::Fetch, FETCH_ERRORS),
@@ -172,12 +162,9 @@ impl Fault {
         match *self {
             Fault::Requests { api, errors, .. } => push(api, errors),
             Fault::Rejoin => {
-                push(RDKafkaApiKey::JoinGroup, JOIN_ERRORS);
-                push(RDKafkaApiKey::SyncGroup, SYNC_ERRORS);
-                broker.push_request_errors(
-                    RDKafkaApiKey::Heartbeat,
-                    &[E::RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS],
-                );
+                push(ApiKey::JoinGroup, JOIN_ERRORS);
+                push(ApiKey::SyncGroup, SYNC_ERRORS);
+                broker.push_request_errors(ApiKey::Heartbeat, &[E::RebalanceInProgress]);
             }
             Fault::BrokerDown(id) => broker.broker_down(id)?,
             Fault::AllDown => broker.broker_down(EmbeddedBroker::ALL_BROKERS)?,
@@ -192,11 +179,7 @@ impl Fault {
         match *self {
             Fault::Requests { api, .. } => broker.clear_request_errors(api),
             Fault::Rejoin => {
-                for api in [
-                    RDKafkaApiKey::JoinGroup,
-                    RDKafkaApiKey::SyncGroup,
-                    RDKafkaApiKey::Heartbeat,
-                ] {
+                for api in [ApiKey::JoinGroup, ApiKey::SyncGroup, ApiKey::Heartbeat] {
                     broker.clear_request_errors(api);
                 }
             }
