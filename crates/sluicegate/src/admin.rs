@@ -98,11 +98,7 @@ pub(crate) async fn ensure_topics(
         if !auto_create(&config, &created).await {
             return Err(cannot_create(&topic, reason));
         }
-        let metadata = fetch_metadata(&probe).await?;
-        for topic in &missing {
-            let partitions = partition_count(&metadata, topic.name).unwrap_or(0);
-            tracing::warn!(topic = topic.name, partitions, wanted = topic.num_partitions, %reason, "the broker did not create the topic; it was auto-created on a metadata request instead, with the broker's default partition count");
-        }
+        tracing::warn!(topics = ?created, %reason, "the broker did not create the topics; they were auto-created on a metadata request instead, with the broker's default partition count rather than the input topic's");
     }
     wait_until_visible(&probe, &created).await?;
     tracing::info!(topics = ?created, "created retry and dead-letter topics");

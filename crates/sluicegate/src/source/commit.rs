@@ -259,7 +259,7 @@ fn serve_requests<C: ConsumerContext + 'static>(
     }
 }
 
-/// Attempts of a commit whose caller waits for it (sync acknowledgements, shutdown).
+/// Attempts of a commit whose caller waits for it (sync acknowledgements, manual triggers).
 pub(crate) const SYNC_ATTEMPTS: u32 = 5;
 
 /// Commits `targets` and waits for the broker, trying retriable errors up to `attempts`
@@ -270,18 +270,32 @@ pub(crate) fn commit_sync<C: ConsumerContext + 'static>(
     counters: &CommitCounters,
     attempts: u32,
 ) -> Result<(), CommitError> {
+    commit_retrying(consumer, targets, counters, |error, attempt, _| {
+        attempt < attempts && is_retriable(error)
+    })
+    .inspect_err(|error| tracing::warn!(%error, "commit failed"))
+}
+
+/// Commits `targets`, retrying while `retry(error, attempt, pause)` says so, with a pause that
+/// doubles from 200 ms to 1.6 s between attempts.
+fn commit_retrying<C: ConsumerContext + 'static>(
+    consumer: &BaseConsumer<C>,
+    targets: &[(Arc<PartitionShared>, Offset)],
+    counters: &CommitCounters,
+    retry: impl Fn(&KafkaError, u32, Duration) -> bool,
+) -> Result<(), CommitError> {
     let list = to_list(targets)?;
     let mut attempt = 1;
     loop {
         match commit_once(consumer, &list, targets, counters) {
             Ok(()) => return Ok(()),
             Err(error) => {
-                if attempt >= attempts || !is_retriable(&error) {
-                    tracing::warn!(%error, attempt, "commit failed");
+                let pause = Duration::from_millis(100 << attempt.min(4));
+                if !retry(&error, attempt, pause) {
                     return Err(refused(targets, &error));
                 }
-                tracing::info!(%error, attempt, "commit failed; retrying");
-                thread::sleep(Duration::from_millis(100 << attempt));
+                tracing::info!(%error, attempt, "commit refused; retrying");
+                thread::sleep(pause);
                 attempt += 1;
             }
         }
@@ -366,31 +380,19 @@ pub(crate) fn commit_final<C: ConsumerContext + 'static>(
     if targets.is_empty() {
         return Vec::new();
     }
-    let retry = |error: &KafkaError| match reason {
-        FinalCommit::Revoke => {
-            is_retriable(error)
-                && error.rdkafka_error_code() != Some(RDKafkaErrorCode::RebalanceInProgress)
-        }
-        FinalCommit::Shutdown => is_retriable(error),
-    };
-    let list = match to_list(&targets) {
-        Ok(list) => list,
-        Err(error) => return refused_final(&targets, &error),
-    };
-    let mut attempt = 1;
-    loop {
-        match commit_once(consumer, &list, &targets, counters) {
-            Ok(()) => return Vec::new(),
-            Err(error) => {
-                let pause = Duration::from_millis(100 << attempt.min(4));
-                if !retry(&error) || Instant::now() + pause >= deadline {
-                    return refused_final(&targets, &refused(&targets, &error));
-                }
-                tracing::info!(%error, attempt, ?reason, "final commit refused; retrying");
-                thread::sleep(pause);
-                attempt += 1;
+    let retry = |error: &KafkaError, _, pause| {
+        let retriable = match reason {
+            FinalCommit::Revoke => {
+                is_retriable(error)
+                    && error.rdkafka_error_code() != Some(RDKafkaErrorCode::RebalanceInProgress)
             }
-        }
+            FinalCommit::Shutdown => is_retriable(error),
+        };
+        retriable && Instant::now() + pause < deadline
+    };
+    match commit_retrying(consumer, &targets, counters, retry) {
+        Ok(()) => Vec::new(),
+        Err(error) => refused_final(&targets, &error),
     }
 }
 
