@@ -11,16 +11,15 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::anyhow;
 use clap::Args;
-use sluicegate::pipeline::{Batch, BatcherOptions, Message, Pipeline, PipelineSummary};
+use sluicegate::pipeline::{BatcherOptions, BoxHandler, Pipeline, PipelineSummary};
 use sluicegate::retry::{RetryError, RetryMode, RetryTask, Stages, TaskSummary};
-use sluicegate::{Readiness, Record};
+use sluicegate::Readiness;
 use tokio::sync::Notify;
 
 use crate::config::{ConfigArgs, TaskPlan};
 use crate::console::stop_on_signal;
 use crate::exit::usage;
 use crate::handlers::registry::Registry;
-use crate::handlers::DynHandler;
 use crate::observe;
 use crate::out;
 
@@ -105,29 +104,34 @@ pub fn run(args: ProcessArgs, registry: &Registry) -> anyhow::Result<()> {
         listed.join(","),
         plan.group
     );
-    runtime.block_on(async {
-        while !stop.load(Ordering::SeqCst) {
-            wake.notified().await;
+    let failed = runtime.block_on(async {
+        let stopped = async {
+            while !stop.load(Ordering::SeqCst) {
+                wake.notified().await;
+            }
+        };
+        tokio::select! {
+            () = stopped => None,
+            error = running.failed() => Some(error),
         }
     });
+    if let Some(error) = &failed {
+        eprintln!("sluice process: {:#}; stopping", anyhow!(error.clone()));
+    }
     let summary = runtime.block_on(running.shutdown());
     out!("{}", summary_line(&plan, &summary))?;
-    Ok(())
+    match failed {
+        Some(error) => Err(anyhow!(error).context(format!("task `{}` stopped", plan.name))),
+        None => Ok(()),
+    }
 }
 
 /// The library task for `plan`: its pipeline runs `handler` on every record, or, when the
-/// handler takes batches, routes every record to one batcher whose batches it handles.
-fn retry_task(plan: &TaskPlan, handler: Box<dyn DynHandler>) -> RetryTask<Box<dyn DynHandler>> {
-    /// The one batcher of a batching handler.
-    const BATCHER: &str = "handler";
-    let mut pipeline = Pipeline::builder(handler).order(plan.order);
+/// handler takes batches, on batches of one batcher.
+fn retry_task(plan: &TaskPlan, handler: BoxHandler) -> RetryTask<()> {
+    let mut pipeline = Pipeline::builder(()).order(plan.order);
     pipeline = match plan.handler.batch {
-        None => pipeline.handle_message(
-            |handler: Arc<Box<dyn DynHandler>>, message: Message| async move {
-                handler.handle(message.data()).await?;
-                Ok(message)
-            },
-        ),
+        None => pipeline.handler(handler),
         Some(batch) => {
             // As many batches in flight as records would be: the task's concurrency.
             let concurrency = plan.concurrency.unwrap_or_else(default_concurrency);
@@ -135,18 +139,7 @@ fn retry_task(plan: &TaskPlan, handler: Box<dyn DynHandler>) -> RetryTask<Box<dy
                 .size(batch.size)
                 .timeout(batch.timeout)
                 .concurrency(concurrency);
-            pipeline
-                .handle_message(
-                    |_, message: Message| async move { Ok(message.put_batcher(BATCHER)) },
-                )
-                .batcher(BATCHER, options)
-                .handle_batch(
-                    |handler: Arc<Box<dyn DynHandler>>, batch: Batch| async move {
-                        let records: Vec<&Record> =
-                            batch.messages.iter().map(Message::data).collect();
-                        handler.handle_batch(&records).await
-                    },
-                )
+            pipeline.batched_handler(handler, options)
         }
     };
     if let Some(concurrency) = plan.concurrency {

@@ -35,6 +35,7 @@
 #![deny(unsafe_code)]
 
 mod admin;
+mod client_error;
 pub mod embedded;
 pub mod metrics;
 mod offsets;
@@ -49,6 +50,7 @@ mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use client_error::ClientError;
 pub use embedded::{EmbeddedBroker, EmbeddedBrokerError};
 pub use offsets::{OffsetTracker, TrackerError};
 pub use options::{

@@ -747,12 +747,18 @@ async fn partition_order_with_batcher_and_failures(broker: TestBroker) {
                 "{name}: the failed message of {position:?}"
             );
             assert_eq!(
-                reason,
-                FailureReason {
-                    kind: FailureKind::Error,
-                    batcher: None,
-                    description: failure_description(&value, '9'),
-                },
+                (
+                    reason.kind,
+                    reason.batcher,
+                    reason.description,
+                    reason.attempts
+                ),
+                (
+                    FailureKind::Error,
+                    None,
+                    failure_description(&value, '9'),
+                    1
+                ),
                 "{name}: reason of {position:?}"
             );
             failed.insert(position);

@@ -205,10 +205,11 @@ async fn failed_deliveries_reach_the_caller_or_the_counters() {
     match awaited {
         Err(ProduceError::Delivery {
             topic: failed,
-            reason,
+            source,
         }) => {
             assert_eq!(failed, topic);
-            assert!(!reason.is_empty());
+            assert_eq!(source.code().as_deref(), Some("NotEnoughReplicas"));
+            assert!(!source.is_permanent(), "{source}");
         }
         other => panic!("expected a delivery failure, got {other:?}"),
     }

@@ -584,3 +584,141 @@ async fn declarations_a_task_cannot_run_are_refused_by_name() {
         "in place: the input stage and the dead-letter stage"
     );
 }
+
+/// Creates `topic` (one partition) on Kafka with a `max.message.bytes` of `limit`.
+async fn create_small_topic(broker: &TestBroker, topic: &str, limit: usize) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::ClientConfig;
+
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap_servers())
+        .create()
+        .unwrap();
+    let limit = limit.to_string();
+    let new_topic =
+        NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("max.message.bytes", &limit);
+    let results = admin
+        .create_topics([&new_topic], &AdminOptions::new())
+        .await
+        .unwrap();
+    for result in results {
+        result.unwrap();
+    }
+}
+
+/// A record whose value fits the input topic but, with retry headers added, not a topic
+/// limited to [`SMALL_TOPIC_BYTES`].
+const SMALL_TOPIC_BYTES: usize = 1500;
+
+fn oversized_for_retry() -> String {
+    format!("always-{}", "x".repeat(SMALL_TOPIC_BYTES - 200))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_its_retry_topic_refuses_for_good_is_dead_lettered_with_the_reason() {
+    init_tracing();
+    let broker = TestBroker::kafka();
+    let topic = testing::unique_name("refused-retry-input");
+    let group = testing::unique_name("refused-retry-group");
+    broker.create_topic(&topic, 1).await;
+    let policy = RetryPolicy::delays([Duration::from_millis(500)]).unwrap();
+    let journal: Journal = Arc::default();
+    let task = RetryTask::new(
+        consumer(&broker, &group, &topic),
+        policy,
+        journaling_pipeline(&journal),
+    );
+    let names = task.topics()[0].clone();
+    create_small_topic(&broker, &names.retry(1), SMALL_TOPIC_BYTES).await;
+    testing::produce_records(
+        &broker.bootstrap_servers(),
+        &topic,
+        vec![
+            TestRecord::value(oversized_for_retry()),
+            TestRecord::value("ok-after"),
+        ],
+    )
+    .await;
+    let running = task.start(&Stages::All).await.expect("the task starts");
+
+    eventually(
+        "the oversized record is dead-lettered",
+        Duration::from_secs(30),
+        || async { running.stats().dead_lettered == 1 },
+    )
+    .await;
+    let summary = running.shutdown().await;
+    assert_eq!(
+        (summary.retried, summary.dead_lettered),
+        (0, 1),
+        "nothing reached the retry topic"
+    );
+    assert!(read_topic(&broker, &names.retry(1)).await.is_empty());
+    let dead_letters = read_topic(&broker, &names.dead_letter()).await;
+    assert_eq!(dead_letters.len(), 1);
+    let history = RetryHeaders::from_headers(&dead_letters[0].headers)
+        .unwrap()
+        .expect("the dead letter carries its history");
+    assert_eq!((history.original_offset, history.attempt), (0, 2));
+    assert!(
+        history.error.contains("always fails")
+            && history.error.contains(&format!(
+                "retry topic `{}` refused it for good",
+                names.retry(1)
+            ))
+            && history.error.contains("too large"),
+        "the dead letter says why it skipped its retry: {}",
+        history.error
+    );
+    assert_eq!(
+        committed_offsets(&broker, &group, &topic, 1).await,
+        BTreeMap::from([(0, 2)]),
+        "both input records are committed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_no_topic_takes_stops_the_task_and_stays_uncommitted() {
+    init_tracing();
+    let broker = TestBroker::kafka();
+    let topic = testing::unique_name("unwritable-input");
+    let group = testing::unique_name("unwritable-group");
+    broker.create_topic(&topic, 1).await;
+    let policy = RetryPolicy::delays([Duration::from_millis(500)]).unwrap();
+    let journal: Journal = Arc::default();
+    let task = RetryTask::new(
+        consumer(&broker, &group, &topic).drain_timeout(Duration::from_secs(2)),
+        policy,
+        journaling_pipeline(&journal),
+    );
+    let names = task.topics()[0].clone();
+    create_small_topic(&broker, &names.retry(1), SMALL_TOPIC_BYTES).await;
+    create_small_topic(&broker, &names.dead_letter(), SMALL_TOPIC_BYTES).await;
+    testing::produce_records(
+        &broker.bootstrap_servers(),
+        &topic,
+        vec![TestRecord::value(oversized_for_retry())],
+    )
+    .await;
+    let running = task.start(&Stages::All).await.expect("the task starts");
+
+    let error = tokio::time::timeout(Duration::from_secs(30), running.failed())
+        .await
+        .expect("the task reports that it must stop");
+    match &error {
+        RetryError::Unwritable { record, source } => {
+            assert_eq!(record, &format!("{topic}[0]@0"));
+            assert!(source.is_permanent(), "{source:?}");
+        }
+        other => panic!("expected an unwritable record, got {other:?}"),
+    }
+    let summary = running.shutdown().await;
+    assert_eq!((summary.retried, summary.dead_lettered), (0, 0));
+    assert!(read_topic(&broker, &names.dead_letter()).await.is_empty());
+    let committed = committed_offsets(&broker, &group, &topic, 1).await;
+    assert!(
+        committed.get(&0).is_none_or(|offset| *offset == 0),
+        "the record that nothing takes is never committed past: {committed:?}"
+    );
+}

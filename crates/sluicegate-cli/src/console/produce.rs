@@ -354,9 +354,9 @@ async fn produce_lines(
             tally.bytes += (parsed.value.len() + parsed.key.map_or(0, <[u8]>::len)) as u64;
             match producer.produce_and_forget(&args.topic, record).await {
                 Ok(()) => {}
-                Err(ProduceError::Rejected { reason, .. }) => {
+                Err(ProduceError::Rejected { source, .. }) => {
                     tally.refused += 1;
-                    tally.first_refusal.get_or_insert(reason);
+                    tally.first_refusal.get_or_insert(source.to_string());
                 }
                 Err(other) => return Err(anyhow!(other).context("producing failed")),
             }

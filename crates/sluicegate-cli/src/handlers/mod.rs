@@ -27,10 +27,7 @@ pub mod record_json;
 pub mod registry;
 pub mod spec;
 
-use std::future::Future;
-use std::pin::Pin;
-
-use sluicegate::pipeline::BoxError;
+use sluicegate::pipeline::{BoxError, BoxHandler};
 use sluicegate::Record;
 
 use exec::{ExecHandler, Program};
@@ -39,19 +36,10 @@ use http::HttpHandler;
 use spec::{HandlerKind, HandlerSpec};
 
 /// What a task calls on its records: a built-in handler, or one of your own registered with
-/// [`Sluice::handler`](crate::Sluice::handler).
-///
-/// # Contract
-///
-/// [`handle`](Handler::handle) handles one record; [`handle_batch`](Handler::handle_batch)
-/// a batch, when the task's `handler` table has `batch = { size, timeout }`. `Ok` means
-/// handled; an error fails the record (every record of the batch): the task retries it,
-/// or, when the error is a [`Permanent`](sluicegate::retry::Permanent), sends it to the
-/// dead-letter topic at once. The task acknowledges and commits; a handler never does.
-///
-/// Calls run concurrently, up to the task's `concurrency`, on the async runtime: await
-/// I/O, and move blocking work to `tokio::task::spawn_blocking`. A call may be dropped when
-/// the task's `handler_timeout` passes; a panic fails the record like an error.
+/// [`Sluice::handler`](crate::Sluice::handler). It is the library's
+/// [`Handler`](sluicegate::pipeline::Handler), with the same contract; with `batch = { size,
+/// timeout }` in the task's `handler` table, the task calls
+/// [`handle_batch`](sluicegate::pipeline::Handler::handle_batch).
 ///
 /// ```
 /// use sluicegate_cli::{BoxError, Handler, Record};
@@ -65,45 +53,7 @@ use spec::{HandlerKind, HandlerSpec};
 ///     }
 /// }
 /// ```
-pub trait Handler: Send + Sync + 'static {
-    /// Handles one record.
-    fn handle(&self, record: &Record) -> impl Future<Output = Result<(), BoxError>> + Send;
-
-    /// Handles a batch in one call; the outcome is every record's. By default the records
-    /// are handled one after another, and the first failure fails the batch.
-    fn handle_batch(
-        &self,
-        records: &[&Record],
-    ) -> impl Future<Output = Result<(), BoxError>> + Send {
-        async move {
-            for record in records {
-                self.handle(record).await?;
-            }
-            Ok(())
-        }
-    }
-}
-
-/// A boxed future of a handler call.
-type Call<'a> = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'a>>;
-
-/// [`Handler`] as a trait object: what a task runs.
-pub trait DynHandler: Send + Sync {
-    /// [`Handler::handle`].
-    fn handle<'a>(&'a self, record: &'a Record) -> Call<'a>;
-    /// [`Handler::handle_batch`].
-    fn handle_batch<'a>(&'a self, records: &'a [&'a Record]) -> Call<'a>;
-}
-
-impl<H: Handler> DynHandler for H {
-    fn handle<'a>(&'a self, record: &'a Record) -> Call<'a> {
-        Box::pin(Handler::handle(self, record))
-    }
-
-    fn handle_batch<'a>(&'a self, records: &'a [&'a Record]) -> Call<'a> {
-        Box::pin(Handler::handle_batch(self, records))
-    }
-}
+pub use sluicegate::pipeline::Handler;
 
 /// A running built-in handler, shared by every call of a task.
 #[derive(Debug)]
@@ -175,14 +125,11 @@ impl Handler for Builtin {
 }
 
 /// Builds the handler `spec` describes: a built-in one, or a registered one from `registry`.
-pub fn start(
-    spec: &HandlerSpec,
-    registry: &registry::Registry,
-) -> Result<Box<dyn DynHandler>, StartError> {
+pub fn start(spec: &HandlerSpec, registry: &registry::Registry) -> Result<BoxHandler, StartError> {
     match &spec.kind {
         HandlerKind::Custom(custom) => registry
             .build(custom)
             .map_err(|problem| StartError { key: "", problem }),
-        _ => Builtin::start(spec).map(|handler| Box::new(handler) as Box<dyn DynHandler>),
+        _ => Builtin::start(spec).map(BoxHandler::new),
     }
 }

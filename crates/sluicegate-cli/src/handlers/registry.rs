@@ -6,10 +6,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
-use sluicegate::pipeline::BoxError;
+use sluicegate::pipeline::{BoxError, BoxHandler};
 
 use super::spec::CustomSpec;
-use super::{DynHandler, Handler};
+use super::Handler;
 use crate::config::{deserialize_all, ConfigError, KeyPath};
 
 /// The names of the built-in handlers.
@@ -20,7 +20,7 @@ trait Factory: Send + Sync {
     /// Deserializes `settings` (found at `at`), listing every problem.
     fn check(&self, settings: &toml::Table, at: &KeyPath, problems: &mut Vec<ConfigError>) -> bool;
     /// Deserializes `settings` and calls the factory.
-    fn build(&self, settings: &toml::Table) -> Result<Box<dyn DynHandler>, BoxError>;
+    fn build(&self, settings: &toml::Table) -> Result<BoxHandler, BoxError>;
 }
 
 /// A factory function and the settings type it takes.
@@ -41,10 +41,10 @@ where
             && problems.len() == found
     }
 
-    fn build(&self, settings: &toml::Table) -> Result<Box<dyn DynHandler>, BoxError> {
+    fn build(&self, settings: &toml::Table) -> Result<BoxHandler, BoxError> {
         let settings: S = toml::Value::Table(settings.clone()).try_into()?;
         let handler = (self.factory)(settings)?;
-        Ok(Box::new(handler))
+        Ok(BoxHandler::new(handler))
     }
 }
 
@@ -117,7 +117,7 @@ impl Registry {
     }
 
     /// Builds the registered handler `spec` names.
-    pub fn build(&self, spec: &CustomSpec) -> Result<Box<dyn DynHandler>, String> {
+    pub fn build(&self, spec: &CustomSpec) -> Result<BoxHandler, String> {
         let factory = self
             .factories
             .get(&spec.name)

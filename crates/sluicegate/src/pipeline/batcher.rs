@@ -20,9 +20,9 @@ use tokio::time::Instant;
 use super::failures::FailedEntry;
 use super::handlers::{guarded, BatchHandler};
 use super::message::{Batch, BatchKey, BatchTrigger, Failed, Message};
+use super::observer::{BatchSeen, MaybeObserver};
 use super::source::AckSink;
 use super::stats::PipelineCounters;
-use super::test_pipeline::TestLog;
 use crate::record::TopicPartition;
 
 /// A batcher's settings: batch size, batch timeout and how many batches are handled at once.
@@ -156,7 +156,7 @@ pub(crate) struct BatcherContext<S, D> {
     pub handler_timeout: Option<Duration>,
     pub failures: mpsc::Sender<FailedEntry<D>>,
     pub counters: Arc<PipelineCounters>,
-    pub log: Option<Arc<TestLog>>,
+    pub observer: MaybeObserver,
     /// How long batch handler calls take.
     pub duration: Histogram,
 }
@@ -264,8 +264,8 @@ async fn run_worker<S, D>(
 {
     while let Some((batch, sinks)) = batches.recv().await {
         let messages = batch.messages.clone();
-        if let Some(log) = &context.log {
-            log.batched(&batch);
+        if let Some(observer) = &context.observer {
+            observer.batched(BatchSeen::of(&batch));
         }
         let started = Instant::now();
         let outcome = guarded(

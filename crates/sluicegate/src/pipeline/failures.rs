@@ -9,9 +9,9 @@ use tokio::sync::mpsc;
 
 use super::handlers::{guarded, FailureHandler};
 use super::message::{BoxError, Failed};
+use super::observer::{FailureSeen, MaybeObserver};
 use super::source::AckSink;
 use super::stats::PipelineCounters;
-use super::test_pipeline::TestLog;
 
 /// How many failed messages one failure handler call receives at most.
 pub(crate) const FAILURE_BATCH: usize = 100;
@@ -33,7 +33,7 @@ pub(crate) struct FailureContext<S, D> {
     /// [`PipelineBuilder::route_failures`]: super::PipelineBuilder::route_failures
     pub must_finish: bool,
     pub counters: Arc<PipelineCounters>,
-    pub log: Option<Arc<TestLog>>,
+    pub observer: MaybeObserver,
     /// How long failure handler calls take.
     pub duration: Histogram,
 }
@@ -60,8 +60,8 @@ pub(crate) async fn run<S, D>(
         for acks in &sinks {
             acks.meters.failed.increment(1);
         }
-        if let Some(log) = &context.log {
-            log.failed(&failed);
+        if let Some(observer) = &context.observer {
+            observer.failed(FailureSeen::of(&failed));
         }
         let positions: Vec<_> = failed.iter().map(|f| f.message.offset()).collect();
         let call = (context.handler)(context.state.clone(), failed);

@@ -10,7 +10,9 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
-use super::message::{Batch, BoxError, Failed, FailureKind, FailureReason, Message, Permanent};
+use super::message::{
+    Batch, BoxError, Failed, FailureKind, FailureReason, GaveUp, Message, Permanent,
+};
 
 pub(crate) type MessageHandler<S, D> = Arc<
     dyn Fn(Arc<S>, Message<D>) -> BoxFuture<'static, Result<Message<D>, BoxError>> + Send + Sync,
@@ -19,6 +21,25 @@ pub(crate) type BatchHandler<S, D> =
     Arc<dyn Fn(Arc<S>, Batch<D>) -> BoxFuture<'static, Result<(), BoxError>> + Send + Sync>;
 pub(crate) type FailureHandler<S, D> =
     Arc<dyn Fn(Arc<S>, Vec<Failed<D>>) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// Something that wraps a pipeline's handlers, as a tower layer wraps a service: the
+/// in-place retries of a retry task. The handler timeout is the layer's to apply, per call
+/// it makes.
+pub(crate) trait HandlerLayer<S, D> {
+    /// Wraps the message handler.
+    fn layer_message(
+        &self,
+        inner: MessageHandler<S, D>,
+        timeout: Option<Duration>,
+    ) -> MessageHandler<S, D>;
+
+    /// Wraps the batch handler.
+    fn layer_batch(
+        &self,
+        inner: BatchHandler<S, D>,
+        timeout: Option<Duration>,
+    ) -> BatchHandler<S, D>;
+}
 
 /// Runs one handler call. A returned error, a panic and running past `timeout` all come back
 /// as a [`FailureReason`]; nothing a handler does unwinds into the pipeline.
@@ -43,24 +64,26 @@ pub(crate) async fn guarded<T>(
     };
     match outcome {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => {
-            let kind = if error.is::<Permanent>() {
-                FailureKind::Permanent
-            } else {
-                FailureKind::Error
-            };
-            Err(reason(kind, batcher, error.to_string()))
-        }
+        Ok(Err(error)) => match error.downcast::<GaveUp>() {
+            Ok(gave_up) => Err(FailureReason {
+                batcher: batcher.cloned(),
+                ..gave_up.0
+            }),
+            Err(error) => {
+                let kind = if error.is::<Permanent>() {
+                    FailureKind::Permanent
+                } else {
+                    FailureKind::Error
+                };
+                Err(reason(kind, batcher, error.to_string()))
+            }
+        },
         Err(panic) => Err(reason(FailureKind::Panic, batcher, panic_message(&*panic))),
     }
 }
 
 fn reason(kind: FailureKind, batcher: Option<&Arc<str>>, description: String) -> FailureReason {
-    FailureReason {
-        kind,
-        batcher: batcher.cloned(),
-        description,
-    }
+    FailureReason::new(kind, batcher.cloned(), description)
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> String {

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::record::{Offset, Record, TopicPartition};
 
@@ -264,16 +265,58 @@ impl std::error::Error for Permanent {
     }
 }
 
-/// Why a record failed: its kind, and where and how, in words.
+/// Why a record failed: its kind, and where and how, in words, with how often it was tried.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FailureReason {
     /// Error, panic or timeout.
     pub kind: FailureKind,
     /// The batcher whose batch handler failed, or `None` for the message handler.
     pub batcher: Option<Arc<str>>,
-    /// The error text, the panic message, or the timeout that passed.
+    /// The error text, the panic message, or the timeout that passed (of the last attempt).
     pub description: String,
+    /// How many times the handler was called for the record before it failed for good: 1,
+    /// unless a layer retried it (a retry task's in-place mode).
+    pub attempts: u32,
+    /// When the first attempt failed, in milliseconds since the Unix epoch.
+    pub first_failure_ms: i64,
 }
+
+impl FailureReason {
+    /// A failure of one attempt, now.
+    pub(crate) fn new(kind: FailureKind, batcher: Option<Arc<str>>, description: String) -> Self {
+        Self {
+            kind,
+            batcher,
+            description,
+            attempts: 1,
+            first_failure_ms: now_ms(),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 for a clock before it).
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+/// The error a layer that retries a handler returns once it gives up: the last attempt's
+/// reason, carrying the attempt count and first failure. [`guarded`](super::guarded) turns
+/// it back into that reason, so the failure path sees the record's whole story.
+#[derive(Debug)]
+pub(crate) struct GaveUp(pub FailureReason);
+
+impl fmt::Display for GaveUp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (after {} attempts)", self.0, self.0.attempts)
+    }
+}
+
+impl std::error::Error for GaveUp {}
 
 impl fmt::Display for FailureReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -96,10 +96,12 @@
 
 mod batcher;
 mod failures;
+mod handler;
 mod handlers;
 mod lanes;
 mod message;
 mod meters;
+mod observer;
 mod processor;
 mod rate_limit;
 mod source;
@@ -116,23 +118,26 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 pub use batcher::BatcherOptions;
+pub use handler::{BoxHandler, Handler};
 pub use message::{
     Batch, BatchKey, BatchTrigger, BoxError, Failed, FailureKind, FailureReason, Message,
     MessageFormat, Metadata, Permanent, RawValue,
 };
+pub use observer::{BatchSeen, FailureSeen};
 pub use processor::ProcessingOrder;
 pub use stats::{PipelineStats, PipelineSummary};
-pub use test_pipeline::{BatchSeen, FailureSeen, TestPipeline, TestReport};
+pub use test_pipeline::{TestPipeline, TestReport};
 
 use crate::options::OptionsError;
 use crate::record::{Record, TopicPartition};
 use crate::source::{ConsumerEngine, Readiness};
 use handlers::FailureHandler;
-pub(crate) use handlers::{guarded, BatchHandler, MessageHandler};
+pub(crate) use handlers::{guarded, BatchHandler, HandlerLayer, MessageHandler};
+pub(crate) use message::{now_ms, GaveUp};
+use observer::MaybeObserver;
 use processor::ProcessorContext;
 use source::{DueAt, Source};
 use stats::PipelineCounters;
-use test_pipeline::TestLog;
 
 /// A callback run when a partition starts or stops in the pipeline.
 pub(crate) type PartitionCallback = Arc<dyn Fn(&TopicPartition) + Send + Sync>;
@@ -190,10 +195,10 @@ impl Pipeline {
         }
         let summaries = futures_util::future::join_all(stopping.into_iter().map(
             |(source, mut partitions)| async move {
-                let bounded = matches!(source, Source::Engine(_));
+                let drains_fully = source.drains_fully();
                 let summary = source.shutdown().await;
                 let all_finished = async { while partitions.join_next().await.is_some() {} };
-                if !bounded {
+                if drains_fully {
                     all_finished.await;
                 } else if tokio::time::timeout(ABANDON_AFTER, all_finished)
                     .await
@@ -316,18 +321,16 @@ where
         self
     }
 
-    /// Replaces the message and batch handlers with wrappers of them, and takes the handler
-    /// timeout out of the pipeline's hands (the wrappers apply it per call they make).
-    pub(crate) fn wrap_handlers(
-        mut self,
-        wrap_message: impl FnOnce(MessageHandler<S, D>, Option<Duration>) -> MessageHandler<S, D>,
-        wrap_batch: impl FnOnce(BatchHandler<S, D>, Option<Duration>) -> BatchHandler<S, D>,
-    ) -> Self {
+    /// Wraps the message and batch handlers in `layer`, which takes the handler timeout out
+    /// of the pipeline's hands (the layer applies it to each call it makes).
+    pub(crate) fn layer(mut self, layer: &impl HandlerLayer<S, D>) -> Self {
         let timeout = self.handler_timeout.take();
         self.handle_message = self
             .handle_message
-            .map(|inner| wrap_message(inner, timeout));
-        self.handle_batch = self.handle_batch.map(|inner| wrap_batch(inner, timeout));
+            .map(|inner| layer.layer_message(inner, timeout));
+        self.handle_batch = self
+            .handle_batch
+            .map(|inner| layer.layer_batch(inner, timeout));
         self
     }
 
@@ -383,6 +386,67 @@ where
             Box::pin(handler(state, message))
         }));
         self
+    }
+
+    /// Runs `handler` on each record as the message handler: `Ok` finishes the record, an
+    /// error fails it. (To share the pipeline's state or route to batchers, use
+    /// [`handle_message`](Self::handle_message).)
+    pub fn handler(self, handler: impl Handler<D>) -> Self {
+        let handler = Arc::new(handler);
+        self.handle_message(move |_, message| {
+            let handler = handler.clone();
+            async move {
+                handler.handle(message.data()).await?;
+                Ok(message)
+            }
+        })
+    }
+
+    /// Runs `handler` on batches: every record goes to one batcher, named `handler`, with
+    /// `options`, and [`Handler::handle_batch`] handles each of its batches.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sluicegate::pipeline::{BatcherOptions, BoxError, Handler, Pipeline, TestPipeline};
+    /// use sluicegate::Record;
+    ///
+    /// struct Insert;
+    ///
+    /// impl Handler for Insert {
+    ///     async fn handle(&self, record: &Record) -> Result<(), BoxError> {
+    ///         self.handle_batch(&[record]).await
+    ///     }
+    ///
+    ///     async fn handle_batch(&self, records: &[&Record]) -> Result<(), BoxError> {
+    ///         println!("INSERT {} rows", records.len()); // one statement per batch
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let options = BatcherOptions::new().size(100).timeout(Duration::from_millis(50));
+    /// let builder = Pipeline::builder(()).batched_handler(Insert, options);
+    /// let mut test = TestPipeline::start(builder).unwrap();
+    /// test.push((0..3).map(|offset| TestPipeline::record("orders", 0, offset, None, b"row")));
+    /// let report = test.finish().await;
+    /// assert_eq!(report.batches.len(), 1);
+    /// assert_eq!(report.acked_offsets("orders", 0), vec![0, 1, 2]);
+    /// # }
+    /// ```
+    pub fn batched_handler(self, handler: impl Handler<D>, options: BatcherOptions) -> Self {
+        /// The one batcher of a batched handler.
+        const BATCHER: &str = "handler";
+        let handler = Arc::new(handler);
+        self.handle_message(|_, message| async move { Ok(message.put_batcher(BATCHER)) })
+            .batcher(BATCHER, options)
+            .handle_batch(move |_, batch| {
+                let handler = handler.clone();
+                async move {
+                    let records: Vec<&D> = batch.messages.iter().map(Message::data).collect();
+                    handler.handle_batch(&records).await
+                }
+            })
     }
 
     /// The batch handler (required when batchers are declared): called with each batch; an
@@ -519,7 +583,7 @@ where
     fn launch(
         self,
         sources: Vec<Source>,
-        log: Option<Arc<TestLog>>,
+        observer: MaybeObserver,
     ) -> Result<Pipeline, OptionsError> {
         self.validate()?;
         let Self {
@@ -555,7 +619,7 @@ where
                 handler_timeout,
                 must_finish: failures_must_finish,
                 counters: counters.clone(),
-                log: log.clone(),
+                observer: observer.clone(),
                 duration: meters::failure_handler(),
             },
             failed,
@@ -572,7 +636,7 @@ where
                     handler_timeout,
                     failures: failures.clone(),
                     counters: counters.clone(),
-                    log: log.clone(),
+                    observer: observer.clone(),
                     duration: meters::batch_handler(&name),
                 };
                 batcher_inputs.insert(name, batcher::spawn(context, &mut background));
@@ -634,8 +698,7 @@ where
     D: MessageFormat,
 {
     let mut partitions = JoinSet::new();
-    // Memory ends when the test closes it, so that every partition pushed is processed.
-    let stops_on_signal = matches!(source, Source::Engine(_));
+    let stops_on_signal = !source.drains_fully();
     loop {
         tokio::select! {
             _ = stopped.wait_for(|stopped| *stopped), if stops_on_signal => break,

@@ -245,11 +245,11 @@ where
                 }
             }
             None => {
-                let reason = FailureReason {
-                    kind: FailureKind::Error,
-                    batcher: None,
-                    description: format!("routed to the undeclared batcher `{name}`"),
-                };
+                let reason = FailureReason::new(
+                    FailureKind::Error,
+                    None,
+                    format!("routed to the undeclared batcher `{name}`"),
+                );
                 self.fail(kept, reason, acks).await;
             }
         }

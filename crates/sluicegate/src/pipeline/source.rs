@@ -1,5 +1,5 @@
-//! Where a pipeline's partitions come from: consumer engines, or memory for
-//! [`TestPipeline`](super::TestPipeline). Everything above this module sees one
+//! Where a pipeline's partitions come from: consumer engines, or a channel of partitions
+//! (what [`TestPipeline`](super::TestPipeline) pushes). Everything above this module sees one
 //! [`PartitionInput`] per assigned partition and never names the engine.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use tokio::sync::{mpsc, Notify};
 
 use super::meters::PartitionMeters;
-use super::test_pipeline::TestLog;
+use super::observer::Observer;
 use crate::record::{Offset, Record, TopicPartition};
 use crate::source::{AckError, Acknowledger, ConsumerEngine, PartitionStream, ShutdownSummary};
 
@@ -26,13 +26,14 @@ pub(crate) struct PartitionInput {
 /// A partition's records, in offset order.
 pub(crate) enum PartitionFeed {
     Engine(PartitionStream),
-    Memory(mpsc::UnboundedReceiver<Vec<Record>>),
+    /// Records pushed in order by whoever holds the sender.
+    Channel(mpsc::UnboundedReceiver<Vec<Record>>),
 }
 
 impl PartitionFeed {
     /// The next records (at least one, at most `max` from an engine); `None` once the
     /// partition was revoked or the source stopped. With `hold_until`, an engine's records
-    /// are handed out only once due (see [`PartitionStream::next_batch_due`]); memory
+    /// are handed out only once due (see [`PartitionStream::next_batch_due`]); pushed
     /// records are handed out as pushed. Cancel safe.
     pub async fn next_batch(
         &mut self,
@@ -42,7 +43,7 @@ impl PartitionFeed {
         match (self, hold_until) {
             (Self::Engine(stream), None) => stream.next_batch(max).await,
             (Self::Engine(stream), Some(due_at)) => stream.next_batch_due(max, &**due_at).await,
-            (Self::Memory(records), _) => records.recv().await,
+            (Self::Channel(records), _) => records.recv().await,
         }
     }
 }
@@ -58,7 +59,8 @@ pub(crate) struct AckSink {
 
 enum AckTarget {
     Engine(Acknowledger),
-    Memory(Arc<TestLog>),
+    /// No engine to commit: the acknowledgements are shown to an observer.
+    Observer(Arc<dyn Observer>),
 }
 
 impl AckSink {
@@ -69,8 +71,8 @@ impl AckSink {
         )
     }
 
-    pub fn memory(partition: TopicPartition, log: Arc<TestLog>) -> Self {
-        Self::new(partition, AckTarget::Memory(log))
+    pub fn observed(partition: TopicPartition, observer: Arc<dyn Observer>) -> Self {
+        Self::new(partition, AckTarget::Observer(observer))
     }
 
     fn new(partition: TopicPartition, target: AckTarget) -> Self {
@@ -104,7 +106,7 @@ impl AckSink {
                     Err(error) => tracing::warn!(%error, "acknowledgement failed"),
                 }
             }
-            AckTarget::Memory(log) => log.acked(&self.partition, offsets),
+            AckTarget::Observer(observer) => observer.acked(&self.partition, offsets),
         }
         if self.outstanding.fetch_sub(offsets.len(), Ordering::AcqRel) == offsets.len() {
             self.settled.notify_waiters();
@@ -128,10 +130,19 @@ impl AckSink {
 /// A source of partitions.
 pub(crate) enum Source {
     Engine(ConsumerEngine),
-    Memory(mpsc::UnboundedReceiver<PartitionInput>),
+    /// Partitions pushed by whoever holds the sender; ends when it is dropped.
+    Channel(mpsc::UnboundedReceiver<PartitionInput>),
 }
 
 impl Source {
+    /// Whether every partition of the source is processed to its end before the pipeline
+    /// stops: a channel's, since its sender decides when it ends. An engine's partitions
+    /// end when the pipeline stops, and handlers still running after the engine's drain
+    /// are abandoned.
+    pub fn drains_fully(&self) -> bool {
+        matches!(self, Self::Channel(_))
+    }
+
     /// The next assigned partition; `None` once the source stopped. Cancel safe.
     pub async fn next_partition(&mut self) -> Option<PartitionInput> {
         match self {
@@ -143,7 +154,7 @@ impl Source {
                     feed: PartitionFeed::Engine(stream),
                 })
             }
-            Self::Memory(inputs) => inputs.recv().await,
+            Self::Channel(inputs) => inputs.recv().await,
         }
     }
 
@@ -151,7 +162,7 @@ impl Source {
     pub async fn shutdown(self) -> Option<ShutdownSummary> {
         match self {
             Self::Engine(engine) => Some(engine.shutdown().await),
-            Self::Memory(_) => None,
+            Self::Channel(_) => None,
         }
     }
 }

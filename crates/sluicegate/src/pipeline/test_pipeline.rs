@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, Notify};
 
-use super::message::{Batch, BatchKey, BatchTrigger, Failed, FailureReason, MessageFormat};
+use super::message::MessageFormat;
+use super::observer::{BatchSeen, FailureSeen, Observer};
 use super::source::{AckSink, PartitionFeed, PartitionInput, Source};
 use super::{Pipeline, PipelineBuilder, PipelineStats};
 use crate::options::OptionsError;
@@ -64,7 +65,7 @@ impl TestPipeline {
         }
         let log = Arc::new(TestLog::default());
         let (inputs, assigned) = mpsc::unbounded_channel();
-        let pipeline = builder.launch(vec![Source::Memory(assigned)], Some(log.clone()))?;
+        let pipeline = builder.launch(vec![Source::Channel(assigned)], Some(log.clone()))?;
         Ok(Self {
             pipeline,
             inputs,
@@ -107,9 +108,9 @@ impl TestPipeline {
             let feed = self.feeds.entry(partition.clone()).or_insert_with(|| {
                 let (feed, receiver) = mpsc::unbounded_channel();
                 let input = PartitionInput {
-                    acks: Arc::new(AckSink::memory(partition.clone(), self.log.clone())),
+                    acks: Arc::new(AckSink::observed(partition.clone(), self.log.clone())),
                     partition,
-                    feed: PartitionFeed::Memory(receiver),
+                    feed: PartitionFeed::Channel(receiver),
                 };
                 // The pipeline outlives this handle until finish, so the send succeeds.
                 let _ = self.inputs.send(input);
@@ -191,35 +192,9 @@ impl TestReport {
     }
 }
 
-/// A failed record as the failure handler received it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct FailureSeen {
-    /// The record's partition.
-    pub partition: TopicPartition,
-    /// The record's offset.
-    pub offset: Offset,
-    /// Why it failed.
-    pub reason: FailureReason,
-}
-
-/// A batch as the batch handler received it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct BatchSeen {
-    /// The batcher's name.
-    pub batcher: String,
-    /// The batch key.
-    pub key: BatchKey,
-    /// Why it was handed out.
-    pub trigger: BatchTrigger,
-    /// The position of each message, in batch order.
-    pub records: Vec<(TopicPartition, Offset)>,
-}
-
-/// Where the pipeline reports what a [`TestPipeline`] observes.
+/// What a [`TestPipeline`] observes, as the pipeline's [`Observer`].
 #[derive(Debug, Default)]
-pub(crate) struct TestLog {
+struct TestLog {
     report: Mutex<TestReport>,
     changed: Notify,
 }
@@ -228,8 +203,10 @@ impl TestLog {
     fn report(&self) -> MutexGuard<'_, TestReport> {
         lock(&self.report)
     }
+}
 
-    pub fn acked(&self, partition: &TopicPartition, offsets: &[Offset]) {
+impl Observer for TestLog {
+    fn acked(&self, partition: &TopicPartition, offsets: &[Offset]) {
         self.report()
             .acked
             .entry(partition.clone())
@@ -238,26 +215,11 @@ impl TestLog {
         self.changed.notify_waiters();
     }
 
-    pub fn failed<D>(&self, failed: &[Failed<D>]) {
-        self.report()
-            .failed
-            .extend(failed.iter().map(|failure| FailureSeen {
-                partition: failure.message.topic_partition(),
-                offset: failure.message.offset(),
-                reason: failure.reason.clone(),
-            }));
+    fn failed(&self, failures: Vec<FailureSeen>) {
+        self.report().failed.extend(failures);
     }
 
-    pub fn batched<D>(&self, batch: &Batch<D>) {
-        self.report().batches.push(BatchSeen {
-            batcher: batch.batcher.to_string(),
-            key: batch.key.clone(),
-            trigger: batch.trigger,
-            records: batch
-                .messages
-                .iter()
-                .map(|message| (message.topic_partition(), message.offset()))
-                .collect(),
-        });
+    fn batched(&self, batch: BatchSeen) {
+        self.report().batches.push(batch);
     }
 }

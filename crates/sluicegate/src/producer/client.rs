@@ -149,7 +149,7 @@ impl ProducerContext for DeliveryContext {
                 }
                 Err(ProduceError::Delivery {
                     topic: message.topic().to_string(),
-                    reason: error.to_string(),
+                    source: error.clone().into(),
                 })
             }
         };
@@ -187,7 +187,7 @@ impl Client {
             .create_with_context(DeliveryContext {
                 shared: shared.clone(),
             })
-            .map_err(|error| ProduceError::Client(error.to_string()))?;
+            .map_err(|error| ProduceError::Client(error.into()))?;
         let producer = Arc::new(producer);
         let stop = Arc::new(AtomicBool::new(false));
         let queue_depth = metrics::gauge!(
@@ -205,7 +205,10 @@ impl Client {
                     }
                     queue_depth.set(0.0);
                 })
-                .map_err(|error| ProduceError::Client(error.to_string()))?
+                .map_err(|error| {
+                    let error = KafkaError::ClientCreation(format!("delivery thread: {error}"));
+                    ProduceError::Client(error.into())
+                })?
         };
         Ok(Self {
             producer,
@@ -302,7 +305,7 @@ impl Client {
             Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => Ok(false),
             Err(error) => Err(ProduceError::Rejected {
                 topic: topic.to_string(),
-                reason: error.to_string(),
+                source: error.into(),
             }),
         }
     }

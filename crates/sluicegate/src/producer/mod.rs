@@ -68,6 +68,7 @@ use tokio::sync::oneshot;
 pub use options::{set_defaults, Acks, Compression, ProducerOptions};
 pub use partitioner::java_partition;
 
+use crate::client_error::ClientError;
 use crate::options::OptionsError;
 use crate::record::Offset;
 use crate::sync::lock;
@@ -148,20 +149,23 @@ pub enum ProduceError {
         waited: Duration,
     },
     /// librdkafka refused the record before buffering it (too large, unknown partition...).
-    #[error("record for `{topic}` refused: {reason}")]
+    /// [`ClientError::is_permanent`] says whether producing it again can succeed.
+    #[error("record for `{topic}` refused")]
     Rejected {
         /// The topic.
         topic: String,
         /// librdkafka's reason.
-        reason: String,
+        source: ClientError,
     },
-    /// The record was buffered but not delivered (retries exhausted or timed out).
-    #[error("delivery to `{topic}` failed: {reason}")]
+    /// The record was buffered but not delivered (retries exhausted, timed out, or refused
+    /// by the broker). [`ClientError::is_permanent`] says whether producing it again can
+    /// succeed.
+    #[error("delivery to `{topic}` failed")]
     Delivery {
         /// The topic.
         topic: String,
-        /// librdkafka's reason.
-        reason: String,
+        /// Why, as the client reported it.
+        source: ClientError,
     },
     /// The brokers refused the producer's credentials or TLS handshake (wrong password,
     /// untrusted certificate): nothing is sent until the settings are fixed.
@@ -171,8 +175,21 @@ pub enum ProduceError {
     #[error("the producer is shut down")]
     ShutDown,
     /// librdkafka could not create the client.
-    #[error("producer client: {0}")]
-    Client(String),
+    #[error("producer client")]
+    Client(#[source] ClientError),
+}
+
+impl ProduceError {
+    /// Whether producing the same record again can never succeed: the settings are invalid,
+    /// or the client or broker refused the record for good (see
+    /// [`ClientError::is_permanent`]).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Options(_) => true,
+            Self::Rejected { source, .. } | Self::Delivery { source, .. } => source.is_permanent(),
+            Self::BufferFull { .. } | Self::Refused(_) | Self::ShutDown | Self::Client(_) => false,
+        }
+    }
 }
 
 /// A producer's counters.

@@ -2,47 +2,15 @@
 //! within the same handler call, so nothing behind it in the partition (or key) runs until
 //! the record succeeds or its retries are spent. Strict order, at the price of stalling.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::headers::{without_retry_headers, RetryHeaders};
 use super::policy::RetryPolicy;
-use super::route::{now_ms, SpentRetries};
 use crate::pipeline::{
-    guarded, Batch, BatchHandler, BoxError, FailureReason, Message, MessageHandler,
+    guarded, now_ms, Batch, BatchHandler, BoxError, FailureReason, GaveUp, HandlerLayer, Message,
+    MessageHandler,
 };
-use crate::record::{Offset, Record};
-use crate::sync::lock;
-
-/// What the in-place retries of each record that failed for good did, until the failure
-/// route takes it (the pipeline's failure path only carries the last reason).
-#[derive(Debug, Default)]
-pub(crate) struct InPlaceLog {
-    spent: Mutex<HashMap<RecordId, SpentRetries>>,
-}
-
-/// A record's topic, partition and offset.
-type RecordId = (Arc<str>, i32, Offset);
-
-impl InPlaceLog {
-    fn put(&self, record: &Record, spent: SpentRetries) {
-        self.lock().insert(
-            (record.topic.clone(), record.partition, record.offset),
-            spent,
-        );
-    }
-
-    /// Takes what the retries of `record` did, if it failed in place.
-    pub fn take(&self, record: &Record) -> Option<SpentRetries> {
-        self.lock()
-            .remove(&(record.topic.clone(), record.partition, record.offset))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RecordId, SpentRetries>> {
-        lock(&self.spent)
-    }
-}
+use crate::record::Record;
 
 /// The history an attempt after the first is made with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,12 +48,12 @@ impl Retrying {
 
 /// Runs `attempt` until it succeeds, fails with a permanent error, or the policy's retries
 /// are spent; `timeout` limits each attempt, and each retry is told its history. Returns
-/// the last failure with the count.
+/// the last failure, carrying the attempt count and when the first attempt failed.
 async fn retry_in_place<T, F, Fut>(
     policy: &RetryPolicy,
     timeout: Option<Duration>,
     mut attempt: F,
-) -> Result<T, SpentRetries>
+) -> Result<T, FailureReason>
 where
     F: FnMut(Option<&Retrying>) -> Fut,
     Fut: std::future::Future<Output = Result<T, BoxError>>,
@@ -94,117 +62,97 @@ where
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        let reason: FailureReason = match guarded(attempt(retrying.as_ref()), timeout, None).await {
+        let mut reason = match guarded(attempt(retrying.as_ref()), timeout, None).await {
             Ok(value) => return Ok(value),
             Err(reason) => reason,
         };
-        let now = now_ms();
-        let first_failure_ms = retrying.as_ref().map_or(now, |r| r.first_failure_ms);
-        retrying = Some(Retrying {
-            attempt: attempts + 1,
-            first_failure_ms,
-            last_failure_ms: now,
-            error: reason.to_string(),
-        });
+        if let Some(earlier) = &retrying {
+            reason.first_failure_ms = earlier.first_failure_ms;
+        }
+        reason.attempts = attempts;
         let next_delay = reason
             .kind
             .is_retriable()
             .then(|| policy.delay_before(attempts as usize))
             .flatten();
-        match next_delay {
-            Some(delay) => {
-                tracing::debug!(attempts, ?delay, %reason, "retrying in place");
-                tokio::time::sleep(delay).await;
-            }
-            None => {
-                return Err(SpentRetries {
-                    attempts,
-                    first_failure_ms,
-                    reason,
-                })
-            }
-        }
+        let Some(delay) = next_delay else {
+            return Err(reason);
+        };
+        tracing::debug!(attempts, ?delay, %reason, "retrying in place");
+        retrying = Some(Retrying {
+            attempt: attempts + 1,
+            first_failure_ms: reason.first_failure_ms,
+            last_failure_ms: now_ms(),
+            error: reason.to_string(),
+        });
+        tokio::time::sleep(delay).await;
     }
 }
 
-/// The message handler, retried in place; a record that fails for good is recorded in `log`.
-pub(crate) fn message_handler<S: Send + Sync + 'static>(
-    inner: MessageHandler<S, Record>,
-    timeout: Option<Duration>,
-    policy: RetryPolicy,
-    log: Arc<InPlaceLog>,
-) -> MessageHandler<S, Record> {
-    Arc::new(move |state, message| {
-        let (inner, policy, log) = (inner.clone(), policy.clone(), log.clone());
-        Box::pin(async move {
-            let outcome = retry_in_place(&policy, timeout, |retrying| {
-                let attempt = match retrying {
-                    None => message.clone(),
-                    Some(retrying) => Message::new(retrying.record(message.data())),
-                };
-                inner(state.clone(), attempt)
-            })
-            .await;
-            outcome.map_err(|spent| {
-                let error = spent_error(&spent);
-                log.put(message.data(), spent);
-                error
-            })
-        })
-    })
+/// Retries in place as a layer around a pipeline's handlers: each handler call is tried
+/// again after the policy's delays until it succeeds or gives up, within one call of the
+/// pipeline, so nothing behind the record in its partition (or key) runs meanwhile. A record
+/// that gives up fails with its attempt count and first failure (see [`GaveUp`]).
+pub(crate) struct InPlaceRetries {
+    pub policy: RetryPolicy,
 }
 
-/// The batch handler, retried in place; when the batch fails for good, each of its records
-/// is recorded in `log`.
-pub(crate) fn batch_handler<S: Send + Sync + 'static>(
-    inner: BatchHandler<S, Record>,
-    timeout: Option<Duration>,
-    policy: RetryPolicy,
-    log: Arc<InPlaceLog>,
-) -> BatchHandler<S, Record> {
-    Arc::new(move |state, batch| {
-        let (inner, policy, log) = (inner.clone(), policy.clone(), log.clone());
-        Box::pin(async move {
-            let outcome = retry_in_place(&policy, timeout, |retrying| {
-                let messages = match retrying {
-                    None => batch.messages.clone(),
-                    Some(retrying) => batch
-                        .messages
-                        .iter()
-                        .map(|message| Message::new(retrying.record(message.data())))
-                        .collect(),
-                };
-                inner(
-                    state.clone(),
-                    Batch {
-                        batcher: batch.batcher.clone(),
-                        key: batch.key.clone(),
-                        trigger: batch.trigger,
-                        messages,
-                    },
-                )
-            })
-            .await;
-            outcome.map_err(|mut spent| {
-                spent.reason.batcher = Some(batch.batcher.clone());
-                let error = spent_error(&spent);
-                for message in &batch.messages {
-                    log.put(message.data(), spent.clone());
-                }
-                error
+impl<S: Send + Sync + 'static> HandlerLayer<S, Record> for InPlaceRetries {
+    fn layer_message(
+        &self,
+        inner: MessageHandler<S, Record>,
+        timeout: Option<Duration>,
+    ) -> MessageHandler<S, Record> {
+        let policy = self.policy.clone();
+        std::sync::Arc::new(move |state, message| {
+            let (inner, policy) = (inner.clone(), policy.clone());
+            Box::pin(async move {
+                retry_in_place(&policy, timeout, |retrying| {
+                    let attempt = match retrying {
+                        None => message.clone(),
+                        Some(retrying) => Message::new(retrying.record(message.data())),
+                    };
+                    inner(state.clone(), attempt)
+                })
+                .await
+                .map_err(|reason| GaveUp(reason).into())
             })
         })
-    })
-}
+    }
 
-/// The error the pipeline sees once retries are spent; the failure route reads the full
-/// story from the log.
-fn spent_error(spent: &SpentRetries) -> BoxError {
-    format!(
-        "{} (after {} attempts in place)",
-        spent.reason, spent.attempts
-    )
-    .into()
+    fn layer_batch(
+        &self,
+        inner: BatchHandler<S, Record>,
+        timeout: Option<Duration>,
+    ) -> BatchHandler<S, Record> {
+        let policy = self.policy.clone();
+        std::sync::Arc::new(move |state, batch| {
+            let (inner, policy) = (inner.clone(), policy.clone());
+            Box::pin(async move {
+                retry_in_place(&policy, timeout, |retrying| {
+                    let messages = match retrying {
+                        None => batch.messages.clone(),
+                        Some(retrying) => batch
+                            .messages
+                            .iter()
+                            .map(|message| Message::new(retrying.record(message.data())))
+                            .collect(),
+                    };
+                    inner(
+                        state.clone(),
+                        Batch {
+                            batcher: batch.batcher.clone(),
+                            key: batch.key.clone(),
+                            trigger: batch.trigger,
+                            messages,
+                        },
+                    )
+                })
+                .await
+                .map_err(|reason| GaveUp(reason).into())
+            })
+        })
+    }
 }
 
 #[cfg(test)]
@@ -241,12 +189,17 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn spent_retries_and_permanent_errors_stop_with_the_count() {
         let policy = RetryPolicy::delays([Duration::from_secs(1)]).unwrap();
+        let before = now_ms();
         let spent = retry_in_place(&policy, None, |_| async {
             Err::<(), BoxError>("down".into())
         })
         .await
         .unwrap_err();
-        assert_eq!((spent.attempts, spent.reason.kind), (2, FailureKind::Error));
+        assert_eq!((spent.attempts, spent.kind), (2, FailureKind::Error));
+        assert!(
+            (before..=now_ms()).contains(&spent.first_failure_ms),
+            "the first failure's time, not the last's: {spent:?}"
+        );
 
         let permanent = retry_in_place(&policy, None, |_| async {
             Err::<(), BoxError>(Permanent::new("bad payload").into())
@@ -254,7 +207,7 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(
-            (permanent.attempts, permanent.reason.kind),
+            (permanent.attempts, permanent.kind),
             (1, FailureKind::Permanent)
         );
     }

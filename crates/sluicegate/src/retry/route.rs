@@ -5,14 +5,16 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use tokio::sync::watch;
 
 use super::headers::{without_retry_headers, RetryHeaders};
-use super::in_place::InPlaceLog;
 use super::policy::RetryPolicy;
 use super::topics::RetryTopics;
-use crate::pipeline::{Failed, FailureKind, FailureReason};
-use crate::producer::{ProduceRecord, Producer};
+use crate::client_error::Chain;
+use crate::pipeline::{now_ms, Failed, FailureKind};
+use crate::producer::{ProduceError, ProduceRecord, Producer};
 use crate::record::{Header, Record};
 
 /// The next stop of a record that failed.
@@ -58,9 +60,19 @@ pub(crate) struct Router {
     pub policy: RetryPolicy,
     /// The task's topics by every topic a stage consumes (input and retry topics).
     pub topics_by_consumed: HashMap<String, RetryTopics>,
-    /// Set when retries run in place: what the in-place retries of each record did.
-    pub in_place: Option<Arc<InPlaceLog>>,
+    /// Whether retries run in place (so every failure reaching the route is a dead letter).
+    pub in_place: bool,
     pub counters: Arc<RouteCounters>,
+    /// Set once a record can be written nowhere: the task must stop (see
+    /// [`RunningTask::failed`](super::RunningTask::failed)).
+    pub unwritable: watch::Sender<Option<Unwritable>>,
+}
+
+/// A failed record that neither its next topic nor the dead-letter topic accepts, ever.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Unwritable {
+    pub record: String,
+    pub error: ProduceError,
 }
 
 /// The longest wait between two attempts to write a failed record onward.
@@ -69,7 +81,9 @@ const MAX_WRITE_BACKOFF: Duration = Duration::from_secs(30);
 impl Router {
     /// Writes every failed record of `stage` to its next topic and returns once all were
     /// delivered. A write that fails is tried again (with backoff) until it is delivered:
-    /// the record is acknowledged only then, so a crash in between delivers it again.
+    /// the record is acknowledged only then, so a crash in between delivers it again. A
+    /// record its retry topic refuses for good goes to the dead-letter topic instead; one
+    /// the dead-letter topic refuses for good stops the task (it is never acknowledged).
     pub async fn route(&self, stage: usize, failed: Vec<Failed<Record>>) {
         futures_util::future::join_all(failed.iter().map(|failed| self.forward(stage, failed)))
             .await;
@@ -77,31 +91,30 @@ impl Router {
 
     async fn forward(&self, stage: usize, failed: &Failed<Record>) {
         let record = failed.message.data();
+        let reason = &failed.reason;
         let now = now_ms();
         let previous = RetryHeaders::from_headers(&record.headers).unwrap_or_else(|error| {
             tracing::warn!(topic = %record.topic, offset = record.offset, %error, "unreadable retry history; starting it afresh");
             None
         });
-        let spent_in_place = self.in_place.as_ref().and_then(|log| log.take(record));
-        let (handled, first_failure_ms, reason) = match spent_in_place {
-            Some(spent) => (spent.attempts, spent.first_failure_ms, spent.reason),
-            None => (
-                stage as u32 + 1,
-                previous.as_ref().map_or(now, |p| p.first_failure_ms),
-                failed.reason.clone(),
-            ),
-        };
-        let destination = destination(stage, &self.policy, reason.kind, self.in_place.is_some());
+        // Handled once per stage so far, and `attempts` times in this one.
+        let handled = stage as u32 + reason.attempts;
+        let first_failure_ms = previous
+            .as_ref()
+            .map_or(reason.first_failure_ms, |previous| {
+                previous.first_failure_ms
+            });
+        let mut destination = destination(stage, &self.policy, reason.kind, self.in_place);
         // Every consumed topic is in the map: the stages subscribe to exactly these.
         let topics = &self.topics_by_consumed[&*record.topic];
-        let (topic, due_ms) = match destination {
+        let (mut topic, due_ms) = match destination {
             Destination::Retry { retry, delay } => {
                 let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
                 (topics.retry(retry), now.saturating_add(delay_ms))
             }
             Destination::DeadLetter => (topics.dead_letter(), now),
         };
-        let history = match previous {
+        let mut history = match previous {
             Some(previous) => RetryHeaders {
                 attempt: handled + 1,
                 first_failure_ms,
@@ -121,9 +134,21 @@ impl Router {
                 due_ms,
             },
         };
-        let mut headers = without_retry_headers(&record.headers);
-        headers.extend(history.to_headers());
-        self.write_until_delivered(&topic, record, &headers).await;
+        let mut refused = self.write(&topic, record, &history).await.err();
+        if let (Some(error), Destination::Retry { .. }) = (&refused, destination) {
+            tracing::error!(retry_topic = %topic, source_topic = %record.topic, partition = record.partition, offset = record.offset, error = %Chain(error), "the retry topic refuses this record for good; dead-lettering it");
+            history.error = format!(
+                "{reason}; then retry topic `{topic}` refused it for good: {}",
+                Chain(error)
+            );
+            history.due_ms = now;
+            destination = Destination::DeadLetter;
+            topic = topics.dead_letter();
+            refused = self.write(&topic, record, &history).await.err();
+        }
+        if let Some(error) = refused {
+            self.stop_task(record, &topic, error).await;
+        }
         let labels = [
             ("topic", topics.input().to_string()),
             ("stage", stage.to_string()),
@@ -142,7 +167,16 @@ impl Router {
         }
     }
 
-    async fn write_until_delivered(&self, topic: &str, record: &Record, headers: &[Header]) {
+    /// Writes `record` with `history` to `topic`, trying again with backoff until it is
+    /// delivered; returns the error when the topic refuses it for good.
+    async fn write(
+        &self,
+        topic: &str,
+        record: &Record,
+        history: &RetryHeaders,
+    ) -> Result<(), ProduceError> {
+        let mut headers: Vec<Header> = without_retry_headers(&record.headers);
+        headers.extend(history.to_headers());
         let mut backoff = Duration::from_millis(100);
         loop {
             let mut outgoing = match &record.value {
@@ -152,38 +186,39 @@ impl Router {
             if let Some(key) = &record.key {
                 outgoing = outgoing.key(key);
             }
-            for header in headers {
+            for header in &headers {
                 outgoing = outgoing.header(&header.key, header.value.as_deref());
             }
             match self.producer.produce(topic, outgoing).await {
-                Ok(_) => return,
+                Ok(_) => return Ok(()),
+                Err(error) if error.is_permanent() => return Err(error),
                 Err(error) => {
-                    tracing::error!(%topic, source_topic = %record.topic, offset = record.offset, %error, ?backoff, "could not write a failed record onward; trying again");
+                    tracing::error!(%topic, source_topic = %record.topic, offset = record.offset, error = %Chain(&error), ?backoff, "could not write a failed record onward; trying again");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_WRITE_BACKOFF);
                 }
             }
         }
     }
-}
 
-/// What in-place retries of one record did before it failed for good.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SpentRetries {
-    /// How many times the record was handled.
-    pub attempts: u32,
-    pub first_failure_ms: i64,
-    /// Why the last attempt failed.
-    pub reason: FailureReason,
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-        })
+    /// The dead-letter topic refuses `record` for good: nothing can take it, so the task
+    /// must stop. The record stays unacknowledged (this never returns), so it is neither
+    /// lost nor committed past; the next run delivers it again.
+    async fn stop_task(&self, record: &Record, topic: &str, error: ProduceError) -> ! {
+        let position = format!("{}[{}]@{}", record.topic, record.partition, record.offset);
+        tracing::error!(record = %position, dead_letter_topic = %topic, error = %Chain(&error), "the dead-letter topic refuses this record for good; the task stops");
+        self.unwritable.send_if_modified(|unwritable| {
+            let first = unwritable.is_none();
+            if first {
+                *unwritable = Some(Unwritable {
+                    record: position,
+                    error,
+                });
+            }
+            first
+        });
+        std::future::pending().await
+    }
 }
 
 #[cfg(test)]

@@ -6,9 +6,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::in_place::{self, InPlaceLog};
+use tokio::sync::watch;
+
+use super::in_place::InPlaceRetries;
 use super::policy::RetryPolicy;
-use super::route::{RouteCounters, Router};
+use super::route::{RouteCounters, Router, Unwritable};
 use super::stage::{self, StageRole};
 use super::stages::{Stages, StagesError};
 use super::topics::RetryTopics;
@@ -49,8 +51,18 @@ pub enum RetryError {
         source: EngineError,
     },
     /// The producer that writes retries and dead letters did not start.
-    #[error("retry producer: {0}")]
+    #[error("retry producer")]
     Producer(#[from] ProduceError),
+    /// A failed record can be written nowhere: its retry topic and its dead-letter topic
+    /// both refuse it for good (too large, say). The task must stop; the record stays
+    /// uncommitted, so it is delivered again once the topics are fixed.
+    #[error("record {record} can be written to no retry or dead-letter topic")]
+    Unwritable {
+        /// The record: `topic[partition]@offset`.
+        record: String,
+        /// Why the dead-letter topic refused it.
+        source: Box<ProduceError>,
+    },
 }
 
 impl From<TopicSetupError> for RetryError {
@@ -271,33 +283,27 @@ impl<S: Send + Sync + 'static> RetryTask<S> {
                 .bootstrap_servers_or(&self.consumer.bootstrap_servers),
         );
         producer.start()?;
-        let in_place_log = self.in_place().then(|| Arc::new(InPlaceLog::default()));
         let counters = Arc::new(RouteCounters::default());
+        let (unwritable, failed) = watch::channel(None);
         let router = Arc::new(Router {
             producer: producer.clone(),
             policy: self.policy.clone(),
             topics_by_consumed: self.topics_by_consumed(),
-            in_place: in_place_log.clone(),
+            in_place: self.in_place(),
             counters: counters.clone(),
+            unwritable,
         });
-        let template = match &in_place_log {
-            Some(log) => {
-                let (policy, batch_policy) = (self.policy.clone(), self.policy.clone());
-                let batch_log = log.clone();
-                let log = log.clone();
-                self.pipeline.copy_declaration().wrap_handlers(
-                    |inner, timeout| in_place::message_handler(inner, timeout, policy, log),
-                    |inner, timeout| {
-                        in_place::batch_handler(inner, timeout, batch_policy, batch_log)
-                    },
-                )
-            }
-            None => self.pipeline.copy_declaration(),
+        let template = match self.mode {
+            RetryMode::InPlace => self.pipeline.copy_declaration().layer(&InPlaceRetries {
+                policy: self.policy.clone(),
+            }),
+            RetryMode::Topics => self.pipeline.copy_declaration(),
         };
         let mut running = RunningTask {
             stages: Vec::new(),
             producer,
             counters,
+            failed,
         };
         for stage in selected {
             match self.start_stage(stage, &template, &router).await {
@@ -374,6 +380,7 @@ pub struct RunningTask {
     stages: Vec<(usize, Pipeline)>,
     producer: Producer,
     counters: Arc<RouteCounters>,
+    failed: watch::Receiver<Option<Unwritable>>,
 }
 
 /// What a task did so far.
@@ -429,6 +436,34 @@ impl RunningTask {
             .iter()
             .map(|(_, pipeline)| pipeline.readiness())
             .collect()
+    }
+
+    /// Resolves when the task hit an error it cannot get past and must be shut down
+    /// ([`RetryError::Unwritable`]); pending while it runs well.
+    ///
+    /// ```no_run
+    /// # async fn run(running: sluicegate::retry::RunningTask) {
+    /// tokio::select! {
+    ///     _ = tokio::signal::ctrl_c() => {}
+    ///     error = running.failed() => eprintln!("task stopped: {error}"),
+    /// }
+    /// running.shutdown().await;
+    /// # }
+    /// ```
+    pub async fn failed(&self) -> RetryError {
+        let mut failed = self.failed.clone();
+        let unwritable = match failed.wait_for(Option::is_some).await {
+            Ok(unwritable) => unwritable.clone(),
+            // The routes are gone only when the task is; nothing can fail any more.
+            Err(_) => None,
+        };
+        match unwritable {
+            Some(Unwritable { record, error }) => RetryError::Unwritable {
+                record,
+                source: Box::new(error),
+            },
+            None => std::future::pending().await,
+        }
     }
 
     /// Shuts every stage down (each drains, commits and leaves its group), then the
