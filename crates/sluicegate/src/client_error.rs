@@ -25,7 +25,14 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 /// # }
 /// ```
 #[derive(Clone, PartialEq, Eq)]
-pub struct ClientError(KafkaError);
+pub struct ClientError(Reported);
+
+/// What the client reported: an error, or a bare code (from the mock cluster's API).
+#[derive(Clone, PartialEq, Eq)]
+enum Reported {
+    Error(KafkaError),
+    Code(RDKafkaErrorCode),
+}
 
 impl ClientError {
     /// The error code's name (`MessageSizeTooLarge`, `UnknownTopicOrPartition`...), when
@@ -58,31 +65,49 @@ impl ClientError {
     }
 
     fn code_value(&self) -> Option<RDKafkaErrorCode> {
-        self.0.rdkafka_error_code()
+        match &self.0 {
+            Reported::Error(error) => error.rdkafka_error_code(),
+            Reported::Code(code) => Some(*code),
+        }
     }
 }
 
 impl From<KafkaError> for ClientError {
     fn from(error: KafkaError) -> Self {
-        Self(error)
+        Self(Reported::Error(error))
+    }
+}
+
+impl From<RDKafkaErrorCode> for ClientError {
+    fn from(code: RDKafkaErrorCode) -> Self {
+        Self(Reported::Code(code))
     }
 }
 
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        match &self.0 {
+            Reported::Error(error) => error.fmt(f),
+            Reported::Code(code) => code.fmt(f),
+        }
     }
 }
 
 impl fmt::Debug for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("ClientError").field(&self.0).finish()
+        match &self.0 {
+            Reported::Error(error) => f.debug_tuple("ClientError").field(error).finish(),
+            Reported::Code(code) => f.debug_tuple("ClientError").field(code).finish(),
+        }
     }
 }
 
 impl std::error::Error for ClientError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
+        match &self.0 {
+            Reported::Error(error) => error.source(),
+            Reported::Code(_) => None,
+        }
     }
 }
 

@@ -44,18 +44,19 @@ use std::os::raw::c_int;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka_sys as rdsys;
+
+use crate::client_error::ClientError;
 
 /// Why an [`EmbeddedBroker`] operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EmbeddedBrokerError {
     /// The librdkafka client that hosts the mock cluster could not be created.
-    #[error("embedded broker: could not create the librdkafka client that hosts it: {0}")]
-    Client(#[source] KafkaError),
+    #[error("embedded broker: could not create the librdkafka client that hosts it")]
+    Client(#[source] ClientError),
     /// The requested number of brokers is not at least 1.
     #[error("embedded broker: the number of brokers must be at least 1, got {brokers}")]
     InvalidBrokerCount {
@@ -81,27 +82,25 @@ pub enum EmbeddedBrokerError {
         host: String,
     },
     /// The topic could not be created (for example, it already exists).
-    #[error(
-        "embedded broker: could not create topic {topic:?} with {partitions} partition(s): {code}"
-    )]
+    #[error("embedded broker: could not create topic {topic:?} with {partitions} partition(s)")]
     CreateTopic {
         /// The topic name given.
         topic: String,
         /// The number of partitions asked for.
         partitions: i32,
-        /// librdkafka's error code, e.g. `TopicAlreadyExists`.
-        code: RDKafkaErrorCode,
+        /// librdkafka's error, e.g. code `TopicAlreadyExists`.
+        source: ClientError,
     },
     /// An operation on one broker (or on all, id `-1`) failed, for example because no broker
     /// has that id.
-    #[error("embedded broker: could not {operation} broker id {broker_id}: {code}")]
+    #[error("embedded broker: could not {operation} broker id {broker_id}")]
     Broker {
         /// The broker id given (`-1` for all brokers).
         broker_id: i32,
         /// What was attempted, e.g. "take down".
         operation: &'static str,
-        /// librdkafka's error code, e.g. `BrokerNotAvailable` for an unknown id.
-        code: RDKafkaErrorCode,
+        /// librdkafka's error, e.g. code `BrokerNotAvailable` for an unknown id.
+        source: ClientError,
     },
 }
 
@@ -145,7 +144,7 @@ impl EmbeddedBroker {
         }
         let client: BaseProducer = ClientConfig::new()
             .create()
-            .map_err(EmbeddedBrokerError::Client)?;
+            .map_err(|error| EmbeddedBrokerError::Client(error.into()))?;
         // SAFETY: `native_ptr` is a live `rd_kafka_t` owned by `client`, which we keep alive in
         // the returned struct for longer than the cluster (see `Drop`).
         let cluster =
@@ -194,7 +193,7 @@ impl EmbeddedBroker {
             return Err(EmbeddedBrokerError::CreateTopic {
                 topic: topic.to_owned(),
                 partitions,
-                code: RDKafkaErrorCode::InvalidPartitions,
+                source: RDKafkaErrorCode::InvalidPartitions.into(),
             });
         }
         // SAFETY: `self.cluster` is live for `&self`; `name` is a valid C string that outlives
@@ -205,7 +204,7 @@ impl EmbeddedBroker {
         check(err).map_err(|code| EmbeddedBrokerError::CreateTopic {
             topic: topic.to_owned(),
             partitions,
-            code,
+            source: code.into(),
         })
     }
 
@@ -449,6 +448,6 @@ fn broker_error(
     EmbeddedBrokerError::Broker {
         broker_id,
         operation,
-        code,
+        source: code.into(),
     }
 }

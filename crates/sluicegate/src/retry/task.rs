@@ -21,8 +21,8 @@ use crate::producer::{ProduceError, Producer, ProducerOptions};
 use crate::record::Record;
 use crate::source::{ConsumerEngine, EngineError};
 
-/// Why a task could not start.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a task could not start, or had to stop.
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum RetryError {
     /// A setting is invalid; nothing was connected.

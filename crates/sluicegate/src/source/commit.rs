@@ -28,6 +28,7 @@ use tokio::sync::oneshot;
 
 use super::member::PartitionRegistry;
 use super::partition::PartitionShared;
+use crate::client_error::ClientError;
 use crate::options::CommitStrategy;
 use crate::record::{Offset, TopicPartition};
 use crate::sync::lock;
@@ -47,12 +48,12 @@ pub enum CommitMode {
 #[non_exhaustive]
 pub enum CommitError {
     /// The broker or client refused the commit.
-    #[error("committing {partitions} failed: {reason}")]
+    #[error("committing {partitions} failed")]
     Refused {
         /// The partitions in the failed commit, as `topic/partition` separated by commas.
         partitions: String,
         /// The error reported by the client.
-        reason: String,
+        source: ClientError,
     },
     /// The member stopped before the commit could be made.
     #[error("the consumer engine stopped before the commit was made")]
@@ -456,6 +457,6 @@ fn refused(targets: &[(Arc<PartitionShared>, Offset)], error: &KafkaError) -> Co
         .join(",");
     CommitError::Refused {
         partitions,
-        reason: error.to_string(),
+        source: error.clone().into(),
     }
 }

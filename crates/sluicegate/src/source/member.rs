@@ -426,7 +426,7 @@ pub(crate) fn start(
         .create_with_context(MemberContext {
             member: member.clone(),
         })
-        .map_err(|error| super::EngineError::Client(error.to_string()))?;
+        .map_err(|error| super::EngineError::Client(error.into()))?;
     let doorbell = member.doorbell.clone();
     consumer.set_nonempty_callback(move || doorbell.ring());
     let consumer = Arc::new(consumer);
@@ -442,12 +442,12 @@ pub(crate) fn start(
             interval: options.commit_interval,
         },
     )
-    .map_err(|error| super::EngineError::Client(error.to_string()))?;
+    .map_err(super::EngineError::thread)?;
     *lock(&member.committer) = Some(commit_thread.committer());
     let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
-        .map_err(|error| super::EngineError::Client(error.to_string()))?;
+        .map_err(|error| super::EngineError::Client(error.into()))?;
     let stop = Arc::new(AtomicBool::new(false));
     let registry = member.registry.clone();
     let group_state = member.group_state.clone();
@@ -463,7 +463,7 @@ pub(crate) fn start(
                 }
                 .run(&stop, commit_thread)
             })
-            .map_err(|error| super::EngineError::Client(error.to_string()))?
+            .map_err(super::EngineError::thread)?
     };
     Ok(Member {
         stop,

@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::sync::mpsc;
 
+use crate::client_error::ClientError;
 use crate::options::{ConsumerOptions, OptionsError};
 use crate::record::{Offset, TopicPartition};
 use crate::refusal::RefusalContext;
@@ -52,7 +53,7 @@ pub use partition::{AckError, Acknowledger, PartitionStream};
 pub use stats::EngineStats;
 
 /// Why the engine could not start.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum EngineError {
     /// An option is invalid; nothing was connected.
@@ -85,9 +86,19 @@ pub enum EngineError {
         /// The cluster asked.
         bootstrap_servers: String,
     },
-    /// librdkafka refused to create the client, or a thread could not be started.
-    #[error("consumer client: {0}")]
-    Client(String),
+    /// librdkafka refused to create or subscribe the client.
+    #[error("consumer client")]
+    Client(#[source] ClientError),
+    /// A thread or blocking task of the engine could not be started or failed.
+    #[error("consumer engine thread")]
+    Thread(#[source] std::sync::Arc<std::io::Error>),
+}
+
+impl EngineError {
+    /// A thread or blocking task that could not start or ended in a panic.
+    pub(crate) fn thread(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Thread(std::sync::Arc::new(std::io::Error::other(error)))
+    }
 }
 
 /// Whether an engine can take work: every member holds an assignment, or is joined to a
@@ -179,7 +190,7 @@ impl ConsumerEngine {
         let probe_options = options.clone();
         tokio::task::spawn_blocking(move || check_cluster(&probe_options))
             .await
-            .map_err(|error| EngineError::Client(error.to_string()))??;
+            .map_err(EngineError::thread)??;
         let (streams_tx, streams) = mpsc::unbounded_channel();
         let counters = Arc::new(EngineCounters::new(&options.group_id));
         let start_options = options.clone();
@@ -199,7 +210,7 @@ impl ConsumerEngine {
                 .collect::<Result<Vec<_>, _>>()
         })
         .await
-        .map_err(|error| EngineError::Client(error.to_string()))??;
+        .map_err(EngineError::thread)??;
         Ok(Self {
             streams,
             members,
@@ -304,7 +315,7 @@ fn check_cluster(options: &ConsumerOptions) -> Result<(), EngineError> {
     config.set("group.id", format!("{}-probe", options.group_id));
     let probe: BaseConsumer<RefusalContext> = config
         .create_with_context(RefusalContext::default())
-        .map_err(|error| EngineError::Client(error.to_string()))?;
+        .map_err(|error| EngineError::Client(error.into()))?;
     let started = Instant::now();
     let metadata = loop {
         let remaining = options.connect_timeout.saturating_sub(started.elapsed());
