@@ -59,7 +59,14 @@ pub use options::{
 };
 pub use record::{Header, Offset, Record, TopicPartition};
 pub use source::{
-    AckError, Acknowledger, ConsumerEngine, EngineError, EngineStats, PartitionStream, Readiness,
-    ShutdownSummary,
+    AckError, Acknowledger, ConsumerEngine, EngineError, EngineStats, EngineSummary,
+    PartitionStream, Readiness,
 };
 pub use source::{CommitError, CommitMode};
+
+/// The old name of [`EngineSummary`].
+#[deprecated(
+    since = "0.1.0",
+    note = "renamed EngineSummary: every summary is `<thing>Summary`"
+)]
+pub type ShutdownSummary = EngineSummary;

@@ -22,8 +22,8 @@ use tokio::sync::watch;
 use common::{committed_offsets, end_offsets, eventually, options, produce};
 use sluicegate::testing::{init_tracing, unique_name, TestBroker};
 use sluicegate::{
-    AckError, ConsumerEngine, ConsumerOptions, Offset, PartitionLifecycle, PartitionStream,
-    ShutdownSummary, TopicPartition,
+    AckError, ConsumerEngine, ConsumerOptions, EngineSummary, Offset, PartitionLifecycle,
+    PartitionStream, TopicPartition,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -397,7 +397,7 @@ impl Member {
 
     /// Shuts the engine down, logging when it began and ended; returns the hold switch so
     /// that records still held can be released afterwards.
-    async fn stop(self, journal: &Journal) -> (ShutdownSummary, watch::Sender<Hold>) {
+    async fn stop(self, journal: &Journal) -> (EngineSummary, watch::Sender<Hold>) {
         journal.log(Event::StopBegin { engine: self.label });
         let summary = self.engine.shutdown().await;
         journal.log(Event::StopEnd { engine: self.label });

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, Notify};
 use super::meters::PartitionMeters;
 use super::observer::Observer;
 use crate::record::{Offset, Record, TopicPartition};
-use crate::source::{AckError, Acknowledger, ConsumerEngine, PartitionStream, ShutdownSummary};
+use crate::source::{AckError, Acknowledger, ConsumerEngine, EngineSummary, PartitionStream};
 
 /// When a record may be handed to the handler (`None`: at once).
 pub(crate) type DueAt = Arc<dyn Fn(&Record) -> Option<SystemTime> + Send + Sync>;
@@ -159,7 +159,7 @@ impl Source {
     }
 
     /// Stops the source: an engine drains, commits and leaves its group.
-    pub async fn shutdown(self) -> Option<ShutdownSummary> {
+    pub async fn shutdown(self) -> Option<EngineSummary> {
         match self {
             Self::Engine(engine) => Some(engine.shutdown().await),
             Self::Channel(_) => None,

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::source::ShutdownSummary;
+use crate::source::EngineSummary;
 
 /// A snapshot of a pipeline's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub struct PipelineSummary {
     /// Counters once everything drained.
     pub stats: PipelineStats,
     /// Each consumer engine's own summary (commits, undrained records), in source order.
-    pub sources: Vec<ShutdownSummary>,
+    pub sources: Vec<EngineSummary>,
 }
 
 #[derive(Debug, Default)]

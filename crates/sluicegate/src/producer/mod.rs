@@ -204,10 +204,17 @@ pub struct ProducerStats {
     pub failed: u64,
 }
 
+/// The old name of [`ProducerSummary`].
+#[deprecated(
+    since = "0.1.0",
+    note = "renamed ProducerSummary: every summary is `<thing>Summary`"
+)]
+pub type ShutdownReport = ProducerSummary;
+
 /// What [`Producer::shutdown`] reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct ShutdownReport {
+pub struct ProducerSummary {
     /// Records still buffered or in flight when the timeout ran out; they were discarded.
     pub undelivered: usize,
     /// The counters at shutdown.
@@ -324,13 +331,13 @@ impl Producer {
     /// Refuses further records, waits up to `timeout` for the buffer to be delivered and
     /// reports what was not. Records still awaited get [`ProduceError::Delivery`] or
     /// [`ProduceError::ShutDown`].
-    pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+    pub async fn shutdown(&self, timeout: Duration) -> ProducerSummary {
         {
             let _starting = lock(&self.inner.starting);
             self.inner.shut_down.store(true, Ordering::Release);
         }
         if self.inner.client.get().is_none() {
-            return ShutdownReport::default();
+            return ProducerSummary::default();
         }
         let producer = self.clone();
         let undelivered = tokio::task::spawn_blocking(move || {
@@ -345,7 +352,7 @@ impl Producer {
             tracing::error!(%error, "producer shutdown task failed");
             0
         });
-        ShutdownReport {
+        ProducerSummary {
             undelivered,
             stats: self.stats(),
         }

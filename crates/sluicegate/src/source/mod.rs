@@ -20,7 +20,7 @@
 //!
 //! [`ConsumerEngine::shutdown`] stops fetching, ends every partition stream, waits up to the
 //! drain timeout for in-flight records to be acknowledged, commits, leaves the group and
-//! returns a [`ShutdownSummary`]. The members of one engine leave the group only once all of
+//! returns a [`EngineSummary`]. The members of one engine leave the group only once all of
 //! them committed, so no member's departure fails another's final commit. A revoke does the
 //! same for the revoked partitions.
 
@@ -139,7 +139,7 @@ impl std::fmt::Debug for Readiness {
 /// What the engine did, reported by [`ConsumerEngine::shutdown`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct ShutdownSummary {
+pub struct EngineSummary {
     /// Counters at the moment the engine stopped.
     pub stats: EngineStats,
     /// For each partition owned at shutdown, the last offset this engine committed for it
@@ -272,7 +272,7 @@ impl ConsumerEngine {
 
     /// Stops fetching, drains in-flight records (up to the drain timeout), commits, leaves the
     /// group and reports what happened.
-    pub async fn shutdown(self) -> ShutdownSummary {
+    pub async fn shutdown(self) -> EngineSummary {
         // Peaks and bounds belong to the assignment, which shutdown releases: read them first.
         let before = self.stats();
         for member in &self.members {
@@ -282,7 +282,7 @@ impl ConsumerEngine {
         let partition_buffer = self.partition_buffer;
         let members = self.members;
         let outcome = tokio::task::spawn_blocking(move || {
-            let mut summary = ShutdownSummary::default();
+            let mut summary = EngineSummary::default();
             for member in members {
                 match member.thread.join() {
                     Ok(report) => {
@@ -303,7 +303,7 @@ impl ConsumerEngine {
         .await;
         outcome.unwrap_or_else(|error| {
             tracing::error!(%error, "shutdown task failed");
-            ShutdownSummary::default()
+            EngineSummary::default()
         })
     }
 }
