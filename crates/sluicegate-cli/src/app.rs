@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::handlers::registry::Registry;
 use crate::handlers::Handler;
-use crate::{bench, config, console, demo, dev_broker, dlq, exit, process, status, torture};
+use crate::{config, console, demo, dev_broker, dlq, exit, process, status};
 
 /// The `sluice` command line, with the handlers a task's `type` may name.
 ///
@@ -80,9 +80,7 @@ impl Sluice {
             Command::Process(args) => process::run(args, registry),
             Command::Dlq(command) => dlq::run(command, registry),
             Command::Config(command) => config::run_command(command, registry),
-            Command::Bench(command) => bench::run(command),
             Command::Status(args) => status::run(args),
-            Command::Torture(command) => torture::run(command),
         };
         exit::code(outcome)
     }
@@ -134,16 +132,9 @@ enum Command {
     /// Check a configuration file without connecting, or print it as the commands see it.
     #[command(subcommand)]
     Config(config::ConfigCommand),
-    /// Benchmarks that print figures measured against a baseline in the same run.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
     /// Show a consumer group's position per partition: committed offset, end offset, lag and
     /// the member that owns it.
     Status(status::StatusArgs),
-    /// Reliability campaigns: attack a consuming group (kills, rebalance storms, broker
-    /// faults, poison input, a slow consumer) and check the invariants, PASS or FAIL.
-    #[command(subcommand)]
-    Torture(torture::TortureCommand),
 }
 
 /// Parses the command line. Help and version print as usual (the status is returned); a

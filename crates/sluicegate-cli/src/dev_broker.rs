@@ -44,8 +44,8 @@ pub struct DevBrokerArgs {
     /// Print only the bootstrap address: no banner on stderr.
     #[arg(long)]
     print_bootstrap_only: bool,
-    /// Also stop when stdin reaches end of file (used when `sluice` runs it as a child, so it
-    /// never outlives its parent).
+    /// Also stop when stdin reaches end of file (used when it runs as a child process, of
+    /// `sluice-lab` or a test, so it never outlives its parent).
     #[arg(long, hide = true)]
     exit_on_stdin_close: bool,
 }

@@ -45,12 +45,10 @@
 #![warn(missing_docs)]
 
 mod app;
-mod bench;
 mod config;
 mod console;
 mod demo;
 mod dev_broker;
-mod dice;
 mod dlq;
 mod exit;
 mod handlers;
@@ -63,7 +61,6 @@ mod rss;
 mod secret;
 mod status;
 mod topic;
-mod torture;
 
 pub use app::Sluice;
 pub use handlers::Handler;
@@ -84,16 +81,6 @@ pub(crate) use out;
 
 /// The log format chosen on the command line, once tracing is set up.
 static LOG_FORMAT: std::sync::OnceLock<app::LogFormat> = std::sync::OnceLock::new();
-
-/// The global flags as given, for child processes of this binary (bench workers, the bench's
-/// development broker), so that their log lines look like ours.
-pub(crate) fn global_flags() -> [&'static str; 2] {
-    let format = match LOG_FORMAT.get() {
-        Some(app::LogFormat::Json) => "json",
-        Some(app::LogFormat::Text) | None => "text",
-    };
-    ["--log-format", format]
-}
 
 /// A multi-threaded tokio runtime for the subcommands that need one.
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

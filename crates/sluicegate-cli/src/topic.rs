@@ -1,12 +1,10 @@
-//! Looking at a topic on a broker: its partitions and offsets, a group's committed offsets,
-//! creating it. Blocking calls: use them off the async runtime.
+//! Looking at a topic on a broker: its partitions and offsets, a group's committed offsets.
+//! Blocking calls: use them off the async runtime.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use anyhow::Context as _;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -103,31 +101,4 @@ pub fn committed_offsets(
             _ => None,
         })
         .collect())
-}
-
-/// Creates `topic` with `partitions` partitions (replication factor 1) through the admin API.
-/// The embedded broker has no such API: create its topics with `sluice dev-broker --topic`.
-pub fn create(bootstrap_servers: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap_servers)
-        .create()
-        .context("could not create an admin client")?;
-    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("could not start a runtime for the admin client")?;
-    let results = runtime
-        .block_on(admin.create_topics([&new_topic], &options))
-        .with_context(|| format!("could not create topic `{topic}` on {bootstrap_servers}"))?;
-    for result in results {
-        if let Err((name, code)) = result {
-            bail!(
-                "could not create topic `{name}` on {bootstrap_servers}: {code} (the embedded broker has no \
-                 CreateTopics: start it with `sluice dev-broker --topic {topic}:{partitions}`)"
-            );
-        }
-    }
-    Ok(())
 }

@@ -1,11 +1,10 @@
 //! Running the built `sluice` binary in tests: a development broker as a child process, runs
 //! with a deadline, and reading `consume --format json` output back into bytes; [`task`] has
-//! tasks for `sluice process` and `sluice dlq`, [`torture`] the campaigns' reports.
+//! tasks for `sluice process` and `sluice dlq`.
 
 #![allow(dead_code)] // Each test binary uses a different part.
 
 pub mod task;
-pub mod torture;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;

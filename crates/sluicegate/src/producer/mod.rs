@@ -294,7 +294,7 @@ impl Producer {
     ///
     /// For throughput, await many deliveries at once, spread over several tasks: thousands of
     /// these futures in one `FuturesUnordered` inside one task exhaust tokio's cooperative
-    /// budget and spin (`sluice bench produce` uses 8,000 over 32 tasks).
+    /// budget and spin (`sluice-lab bench produce` uses 8,000 over 32 tasks).
     pub async fn produce(
         &self,
         topic: &str,

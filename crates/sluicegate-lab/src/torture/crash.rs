@@ -1,0 +1,103 @@
+//! `sluice-lab torture crash`: a group of member processes consumes keyed, sequenced records
+//! while the driver kills a random member with SIGKILL at random moments and restarts it.
+//!
+//! The kills fall at random times between 10 % and 90 % of the production window, so they
+//! hit the group mid-stream; each victim restarts after a random 0-1 s. A killed member's
+//! partitions wait for the group session timeout before they move, so the worst pause is
+//! about that long by design. See [`super::audit`] for the rules checked.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use super::driver::{self, restart_dead, Campaign, Disruption, GroupArgs};
+use super::group::Group;
+use super::CampaignArgs;
+use crate::dice::Dice;
+
+#[derive(Debug, Args)]
+pub struct CrashArgs {
+    #[command(flatten)]
+    common: CampaignArgs,
+    /// Records to produce [default: 200000; 20000 with --short].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    records: Option<u64>,
+    /// Member processes in the group [default: 4; 3 with --short].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+    members: Option<u64>,
+    /// SIGKILLs to send [default: 8; 3 with --short].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=1_000))]
+    kills: Option<u64>,
+    /// Seconds over which the records are produced and the kills fall [default: 60; 15 with
+    /// --short].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    duration: Option<u64>,
+    #[command(flatten)]
+    group: GroupArgs,
+}
+
+pub fn run(args: CrashArgs) -> anyhow::Result<()> {
+    let common = &args.common;
+    let campaign = Campaign::new(
+        "crash",
+        common,
+        &args.group,
+        common.size(args.records, 200_000, 20_000),
+        common.size(args.duration, 60, 15),
+        common.size(args.members, 4, 3),
+    );
+    let kills = Kills {
+        planned: common.size(args.kills, 8, 3),
+        sent: 0,
+        restarted_dead: 0,
+    };
+    let report = driver::run(&campaign, kills)?;
+    args.common.finish(&report)
+}
+
+/// The crash campaign's disruption: SIGKILL and restart.
+struct Kills {
+    planned: u64,
+    sent: u64,
+    restarted_dead: u64,
+}
+
+impl Disruption for Kills {
+    async fn disrupt(
+        &mut self,
+        group: &mut Group,
+        dice: &mut Dice,
+        window: Duration,
+    ) -> anyhow::Result<()> {
+        let started = tokio::time::Instant::now();
+        let mut moments: Vec<Duration> = (0..self.planned)
+            .map(|_| window / 10 + dice.duration_up_to(window * 8 / 10))
+            .collect();
+        moments.sort_unstable();
+        for moment in moments {
+            tokio::time::sleep_until(started + moment).await;
+            self.restarted_dead += restart_dead(group)?;
+            let running = group.running_slots();
+            let victim = running[dice.below(running.len() as u64) as usize];
+            group.kill(victim)?;
+            self.sent += 1;
+            tokio::time::sleep(dice.duration_up_to(Duration::from_secs(1))).await;
+            group.start(victim)?;
+        }
+        tokio::time::sleep_until(started + window).await;
+        Ok(())
+    }
+
+    fn notes(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "kills".to_owned(),
+                format!("{} SIGKILLs, each followed by a restart", self.sent),
+            ),
+            (
+                "restarted after dying".to_owned(),
+                self.restarted_dead.to_string(),
+            ),
+        ]
+    }
+}
