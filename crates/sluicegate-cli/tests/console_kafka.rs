@@ -1,10 +1,10 @@
 //! `sluice produce --create-topic` and `sluice consume` against Apache Kafka (one per test
-//! binary, see `sluicegate::testing::kafka`).
+//! binary, see `sluicegate_testing::kafka`).
 
 mod common;
 
 use common::{consume_in_group, parse_json_lines, run};
-use sluicegate::testing::{kafka, unique_name};
+use sluicegate_testing::{kafka, unique_name};
 
 #[test]
 fn create_topic_then_round_trip_on_kafka() {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use common::task::{wait_until, TaskFixture};
 use common::{closed_port, DevBroker};
-use sluicegate::testing::unique_name;
+use sluicegate_testing::unique_name;
 
 #[test]
 fn dev_broker_then_process_with_retries() {

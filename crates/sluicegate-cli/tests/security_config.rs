@@ -10,7 +10,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use sluicegate::testing::{
+use sluicegate_testing::{
     produce_records, secured_kafka, unique_name, TestBroker, TestRecord, SASL_USER,
 };
 

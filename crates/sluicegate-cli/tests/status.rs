@@ -1,5 +1,5 @@
 //! `sluice status` against Apache Kafka (one per test binary, see
-//! `sluicegate::testing::kafka`): committed offset, end offset and lag per partition, owners
+//! `sluicegate_testing::kafka`): committed offset, end offset and lag per partition, owners
 //! (member, host and client id of a running group), errors, and `--watch`. Reading owners out
 //! of the assignment bytes is unit-tested in `src/status/assignment.rs`.
 
@@ -14,7 +14,7 @@ use common::{consume_in_group, run, sluice};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
-use sluicegate::testing::{
+use sluicegate_testing::{
     consumer_config, kafka, produce_records, unique_name, TestBroker, TestRecord,
 };
 

@@ -47,8 +47,6 @@ mod refusal;
 pub mod retry;
 mod source;
 mod sync;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use client_error::ClientError;
 pub use embedded::{EmbeddedBroker, EmbeddedBrokerError};

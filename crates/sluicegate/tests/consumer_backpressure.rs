@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use common::{eventually, next_record, options, topic_with_records};
 use futures_util::StreamExt;
-use sluicegate::testing::{init_tracing, unique_name, TestBroker};
 use sluicegate::ConsumerEngine;
+use sluicegate_testing::{init_tracing, unique_name, TestBroker};
 
 const PARTITIONS: i32 = 2;
 const PER_PARTITION: usize = 1_000;

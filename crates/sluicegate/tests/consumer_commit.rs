@@ -6,8 +6,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{eventually, next_record, options, topic_with_records};
-use sluicegate::testing::{committed_offset, init_tracing, unique_name, TestBroker};
 use sluicegate::{CommitMode, CommitStrategy, ConsumerEngine};
+use sluicegate_testing::{committed_offset, init_tracing, unique_name, TestBroker};
 
 const WAIT: Duration = Duration::from_secs(30);
 

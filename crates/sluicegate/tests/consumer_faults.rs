@@ -15,8 +15,8 @@ use sluicegate::embedded::{ApiKey, BrokerError};
 use tokio::sync::watch;
 
 use common::{committed_offsets, end_offsets, eventually, options, produce};
-use sluicegate::testing::{init_tracing, unique_name, TestBroker};
 use sluicegate::{AckError, ConsumerEngine, ConsumerOptions, Offset, PartitionStream};
+use sluicegate_testing::{init_tracing, unique_name, TestBroker};
 
 const WAIT: Duration = Duration::from_secs(30);
 /// The id of the only broker of the embedded cluster.

@@ -6,8 +6,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::options;
-use sluicegate::testing::{init_tracing, unique_name, TestBroker};
 use sluicegate::{ConsumerEngine, ConsumerOptions, EngineError};
+use sluicegate_testing::{init_tracing, unique_name, TestBroker};
 
 /// An address where nothing listens: connecting to it would fail slowly or not at all.
 const NOWHERE: &str = "127.0.0.1:1";

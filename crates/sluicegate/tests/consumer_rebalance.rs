@@ -20,11 +20,11 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use common::{committed_offsets, end_offsets, eventually, options, produce};
-use sluicegate::testing::{init_tracing, unique_name, TestBroker};
 use sluicegate::{
     AckError, ConsumerEngine, ConsumerOptions, EngineSummary, Offset, PartitionLifecycle,
     PartitionStream, TopicPartition,
 };
+use sluicegate_testing::{init_tracing, unique_name, TestBroker};
 
 const WAIT: Duration = Duration::from_secs(30);
 const PARTITIONS: i32 = 6;

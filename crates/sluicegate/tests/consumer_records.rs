@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::{next_record, options};
-use sluicegate::testing::{init_tracing, produce_records, unique_name, TestBroker, TestRecord};
 use sluicegate::{ConsumerEngine, Header};
+use sluicegate_testing::{init_tracing, produce_records, unique_name, TestBroker, TestRecord};
 
 async fn records_arrive_with_every_field(broker: TestBroker) {
     let topic = unique_name("fields");

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::{next_record, options, topic_with_records};
 use futures_util::StreamExt;
-use sluicegate::testing::{committed_offset, init_tracing, unique_name, TestBroker};
 use sluicegate::{ConsumerEngine, Record};
+use sluicegate_testing::{committed_offset, init_tracing, unique_name, TestBroker};
 
 const WAIT: Duration = Duration::from_secs(30);
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::{eventually, options};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sluicegate::pipeline::Pipeline;
-use sluicegate::testing::{self, init_tracing, TestBroker, TestRecord};
 use sluicegate::{metrics as names, ConsumerEngine};
+use sluicegate_testing::{init_tracing, TestBroker, TestRecord};
 
 /// Every sample of the Prometheus text as `name{label="value",...}` (labels sorted) and its
 /// value.
@@ -46,13 +46,13 @@ async fn a_pipeline_run_is_counted_exactly() {
         .expect("the only recorder of this test binary");
 
     let broker = TestBroker::embedded();
-    let topic = testing::unique_name("metrics");
-    let group = testing::unique_name("metrics-group");
+    let topic = sluicegate_testing::unique_name("metrics");
+    let group = sluicegate_testing::unique_name("metrics-group");
     broker.create_topic(&topic, 2).await;
     let records = (0..40)
         .map(|n| TestRecord::to_partition(n % 2, format!("{n}")))
         .collect();
-    testing::produce_records(&broker.bootstrap_servers(), &topic, records).await;
+    sluicegate_testing::produce_records(&broker.bootstrap_servers(), &topic, records).await;
 
     let engine = ConsumerEngine::start(
         options(&broker, &group, &topic).statistics_interval(Duration::from_millis(200)),

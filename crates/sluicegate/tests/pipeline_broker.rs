@@ -24,8 +24,8 @@ use sluicegate::pipeline::{
     Batch, BatchKey, BatchTrigger, BatcherOptions, BoxError, Failed, FailureKind, FailureReason,
     Message, Pipeline, PipelineSummary, ProcessingOrder,
 };
-use sluicegate::testing::{self, init_tracing, unique_name, TestBroker, TestRecord};
 use sluicegate::{ConsumerEngine, ConsumerOptions, Offset, TopicPartition};
+use sluicegate_testing::{init_tracing, unique_name, TestBroker, TestRecord};
 
 const WAIT: Duration = Duration::from_secs(60);
 /// The batcher the message handlers route to.
@@ -66,7 +66,8 @@ async fn produce_keyed(
             TestRecord::to_partition(partition, record.value.clone()).key(record.key.clone())
         })
         .collect();
-    let positions = testing::produce_records(&broker.bootstrap_servers(), topic, to_send).await;
+    let positions =
+        sluicegate_testing::produce_records(&broker.bootstrap_servers(), topic, to_send).await;
     let count = records.len();
     let produced: BTreeMap<Position, Produced> = positions.into_iter().zip(records).collect();
     assert_eq!(

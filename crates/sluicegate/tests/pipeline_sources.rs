@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::{committed_offsets, end_offsets, eventually, options, produce};
 use sluicegate::pipeline::Pipeline;
-use sluicegate::testing::{init_tracing, unique_name, TestBroker};
 use sluicegate::{ConsumerEngine, TopicPartition};
+use sluicegate_testing::{init_tracing, unique_name, TestBroker};
 
 const PARTITIONS: i32 = 4;
 const PER_PARTITION: usize = 500;

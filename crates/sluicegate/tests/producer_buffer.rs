@@ -12,8 +12,8 @@ use common::eventually;
 use sluicegate::producer::{
     self, ProduceError, ProduceRecord, Producer, ProducerOptions, TopicProducer,
 };
-use sluicegate::testing::{init_tracing, unique_name, TestBroker};
 use sluicegate::EmbeddedBroker;
+use sluicegate_testing::{init_tracing, unique_name, TestBroker};
 
 const WAIT: Duration = Duration::from_secs(30);
 const BUFFER: usize = 20;

@@ -13,8 +13,8 @@ use sluicegate::embedded::{ApiKey, BrokerError};
 use sluicegate::producer::{
     java_partition, Compression, ProduceError, ProduceRecord, Producer, ProducerOptions,
 };
-use sluicegate::testing::{init_tracing, unique_name, TestBroker};
 use sluicegate::{ConsumerEngine, Header, Record};
+use sluicegate_testing::{init_tracing, unique_name, TestBroker};
 
 const WAIT: Duration = Duration::from_secs(30);
 

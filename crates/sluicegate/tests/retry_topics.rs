@@ -13,8 +13,8 @@ use sluicegate::pipeline::{Permanent, Pipeline, ProcessingOrder};
 use sluicegate::retry::{
     self, RetryError, RetryHeaders, RetryMode, RetryPolicy, RetryTask, Stages,
 };
-use sluicegate::testing::{self, init_tracing, TestBroker, TestRecord};
 use sluicegate::{ConsumerOptions, Offset, Record};
+use sluicegate_testing::{init_tracing, TestBroker, TestRecord};
 
 on_both_brokers!(
     failures_retry_until_success_or_dead_letter,
@@ -101,8 +101,8 @@ async fn precreate_on_embedded(broker: &TestBroker, task_topics: &[String], part
 }
 
 async fn failures_retry_until_success_or_dead_letter(broker: TestBroker) {
-    let topic = testing::unique_name("retry-input");
-    let group = testing::unique_name("retry-group");
+    let topic = sluicegate_testing::unique_name("retry-input");
+    let group = sluicegate_testing::unique_name("retry-group");
     broker.create_topic(&topic, 3).await;
     let kinds = ["ok", "fail1", "fail2", "always", "permanent"];
     let values: Vec<String> = kinds
@@ -113,7 +113,8 @@ async fn failures_retry_until_success_or_dead_letter(broker: TestBroker) {
         .iter()
         .map(|value| TestRecord::keyed(value.clone(), value.clone()))
         .collect();
-    let positions = testing::produce_records(&broker.bootstrap_servers(), &topic, records).await;
+    let positions =
+        sluicegate_testing::produce_records(&broker.bootstrap_servers(), &topic, records).await;
     let position_of: BTreeMap<String, (i32, Offset)> = values
         .iter()
         .cloned()
@@ -287,8 +288,8 @@ async fn failures_retry_until_success_or_dead_letter(broker: TestBroker) {
 }
 
 async fn in_place_retries_keep_partition_order(broker: TestBroker) {
-    let topic = testing::unique_name("in-place");
-    let group = testing::unique_name("in-place-group");
+    let topic = sluicegate_testing::unique_name("in-place");
+    let group = sluicegate_testing::unique_name("in-place-group");
     broker.create_topic(&topic, 2).await;
     let per_partition = 20;
     let values: Vec<String> = (0..per_partition)
@@ -307,7 +308,7 @@ async fn in_place_retries_keep_partition_order(broker: TestBroker) {
             TestRecord::to_partition(partition, value.clone())
         })
         .collect();
-    testing::produce_records(&broker.bootstrap_servers(), &topic, records).await;
+    sluicegate_testing::produce_records(&broker.bootstrap_servers(), &topic, records).await;
 
     let journal: Journal = Arc::default();
     let policy =
@@ -387,10 +388,10 @@ async fn in_place_retries_keep_partition_order(broker: TestBroker) {
 }
 
 async fn a_waiting_retry_stage_lets_go_at_once(broker: TestBroker) {
-    let topic = testing::unique_name("waiting");
-    let group = testing::unique_name("waiting-group");
+    let topic = sluicegate_testing::unique_name("waiting");
+    let group = sluicegate_testing::unique_name("waiting-group");
     broker.create_topic(&topic, 1).await;
-    testing::produce_records(
+    sluicegate_testing::produce_records(
         &broker.bootstrap_servers(),
         &topic,
         vec![TestRecord::value("always-late")],
@@ -449,8 +450,8 @@ async fn a_missing_topic_the_broker_cannot_create_is_named() {
     // Kafka refuses a topic whose name differs from an existing one's only in `.` against
     // `_` (the two collide in metric names): this one is in the way of the retry topic.
     let broker = TestBroker::kafka();
-    let topic = testing::unique_name("uncreatable");
-    let group = testing::unique_name("uncreatable-group");
+    let topic = sluicegate_testing::unique_name("uncreatable");
+    let group = sluicegate_testing::unique_name("uncreatable-group");
     broker.create_topic(&topic, 1).await;
     broker
         .create_topic(&format!("{topic}_{group}_retry_1"), 1)
@@ -484,8 +485,8 @@ async fn a_task_creates_its_topics_on_the_embedded_broker() {
     // The mock cluster has no CreateTopics; it creates a topic (with its default of 4
     // partitions) when a client asks for the topic's metadata and allows auto-creation.
     let broker = TestBroker::embedded();
-    let topic = testing::unique_name("auto-created");
-    let group = testing::unique_name("auto-created-group");
+    let topic = sluicegate_testing::unique_name("auto-created");
+    let group = sluicegate_testing::unique_name("auto-created-group");
     broker.create_topic(&topic, 2).await;
     let journal: Journal = Arc::default();
     let task = RetryTask::new(
@@ -504,7 +505,7 @@ async fn a_task_creates_its_topics_on_the_embedded_broker() {
             "{created} was auto-created"
         );
     }
-    testing::produce_records(
+    sluicegate_testing::produce_records(
         &broker.bootstrap_servers(),
         &topic,
         vec![TestRecord::keyed("fail1-0", "fail1-0")],
@@ -619,8 +620,8 @@ fn oversized_for_retry() -> String {
 async fn a_record_its_retry_topic_refuses_for_good_is_dead_lettered_with_the_reason() {
     init_tracing();
     let broker = TestBroker::kafka();
-    let topic = testing::unique_name("refused-retry-input");
-    let group = testing::unique_name("refused-retry-group");
+    let topic = sluicegate_testing::unique_name("refused-retry-input");
+    let group = sluicegate_testing::unique_name("refused-retry-group");
     broker.create_topic(&topic, 1).await;
     let policy = RetryPolicy::delays([Duration::from_millis(500)]).unwrap();
     let journal: Journal = Arc::default();
@@ -631,7 +632,7 @@ async fn a_record_its_retry_topic_refuses_for_good_is_dead_lettered_with_the_rea
     );
     let names = task.topics()[0].clone();
     create_small_topic(&broker, &names.retry(1), SMALL_TOPIC_BYTES).await;
-    testing::produce_records(
+    sluicegate_testing::produce_records(
         &broker.bootstrap_servers(),
         &topic,
         vec![
@@ -682,8 +683,8 @@ async fn a_record_its_retry_topic_refuses_for_good_is_dead_lettered_with_the_rea
 async fn a_record_no_topic_takes_stops_the_task_and_stays_uncommitted() {
     init_tracing();
     let broker = TestBroker::kafka();
-    let topic = testing::unique_name("unwritable-input");
-    let group = testing::unique_name("unwritable-group");
+    let topic = sluicegate_testing::unique_name("unwritable-input");
+    let group = sluicegate_testing::unique_name("unwritable-group");
     broker.create_topic(&topic, 1).await;
     let policy = RetryPolicy::delays([Duration::from_millis(500)]).unwrap();
     let journal: Journal = Arc::default();
@@ -695,7 +696,7 @@ async fn a_record_no_topic_takes_stops_the_task_and_stays_uncommitted() {
     let names = task.topics()[0].clone();
     create_small_topic(&broker, &names.retry(1), SMALL_TOPIC_BYTES).await;
     create_small_topic(&broker, &names.dead_letter(), SMALL_TOPIC_BYTES).await;
-    testing::produce_records(
+    sluicegate_testing::produce_records(
         &broker.bootstrap_servers(),
         &topic,
         vec![TestRecord::value(oversized_for_retry())],

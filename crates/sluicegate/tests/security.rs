@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use common::eventually;
 use sluicegate::pipeline::Pipeline;
 use sluicegate::producer::{ProduceError, ProduceRecord, Producer, ProducerOptions};
-use sluicegate::testing::{self, init_tracing, secured_kafka, TestBroker, SASL_USER};
 use sluicegate::{ConsumerEngine, ConsumerOptions, EngineError};
+use sluicegate_testing::{init_tracing, secured_kafka, TestBroker, SASL_USER};
 
 /// How a client reaches the secured broker: the listener and the librdkafka properties.
 struct Client {
@@ -67,7 +67,7 @@ impl Client {
     fn consumer(&self, topic: &str) -> ConsumerOptions {
         let options = ConsumerOptions::new(
             self.bootstrap_servers.clone(),
-            testing::unique_name("secure-group"),
+            sluicegate_testing::unique_name("secure-group"),
             [topic],
         )
         .session_timeout(Duration::from_secs(6))
@@ -97,7 +97,7 @@ impl Client {
 
 /// A fresh topic, created over the broker's PLAINTEXT listener.
 async fn topic() -> String {
-    let topic = testing::unique_name("secure");
+    let topic = sluicegate_testing::unique_name("secure");
     TestBroker::Kafka(secured_kafka().cluster())
         .create_topic(&topic, 1)
         .await;

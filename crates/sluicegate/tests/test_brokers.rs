@@ -7,7 +7,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use sluicegate::testing::{
+use sluicegate_testing::{
     committed_offset, consumer_config, init_tracing, produce_records, unique_name, TestBroker,
     TestRecord,
 };
@@ -272,7 +272,7 @@ async fn embedded_create_topic_twice_is_an_error() {
 #[tokio::test(flavor = "multi_thread")]
 async fn three_kafka_nodes_replicate_every_partition() {
     init_tracing();
-    let cluster = sluicegate::testing::kafka_three_nodes();
+    let cluster = sluicegate_testing::kafka_three_nodes();
     assert_eq!(cluster.nodes(), 3);
     assert_eq!(cluster.bootstrap_servers().split(',').count(), 3);
     let broker = TestBroker::Kafka(cluster);
@@ -316,7 +316,7 @@ async fn three_kafka_nodes_replicate_every_partition() {
     let records: Vec<TestRecord> = (0..30)
         .map(|n| TestRecord::to_partition(n % 3, format!("r{n}")))
         .collect();
-    let mut config = sluicegate::testing::producer_config(&broker.bootstrap_servers());
+    let mut config = sluicegate_testing::producer_config(&broker.bootstrap_servers());
     config.set("acks", "all");
     let producer: FutureProducer = config.create().expect("producer");
     for record in &records {

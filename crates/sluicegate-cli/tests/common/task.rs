@@ -17,7 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use sluicegate::testing::{
+use sluicegate_testing::{
     committed_offset, consumer_config, produce_records, unique_name, TestBroker, TestRecord,
 };
 

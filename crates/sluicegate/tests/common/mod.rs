@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use sluicegate::testing::{self, TestBroker, TestRecord};
 use sluicegate::{ConsumerOptions, Offset, PartitionStream, Record};
+use sluicegate_testing::{TestBroker, TestRecord};
 
 /// Runs each scenario once on the embedded broker and once on Apache Kafka, optionally with an extra
 /// attribute (an `ignore` with its reason) on one of the two.
@@ -55,7 +55,7 @@ pub async fn topic_with_records(
     partitions: i32,
     per_partition: usize,
 ) -> String {
-    let topic = testing::unique_name("engine");
+    let topic = sluicegate_testing::unique_name("engine");
     broker.create_topic(&topic, partitions).await;
     produce(broker, &topic, partitions, 0..per_partition).await;
     topic
@@ -74,7 +74,7 @@ pub async fn produce(
         .collect();
     let count = records.len();
     let positions: BTreeSet<_> =
-        testing::produce_records(&broker.bootstrap_servers(), topic, records)
+        sluicegate_testing::produce_records(&broker.bootstrap_servers(), topic, records)
             .await
             .into_iter()
             .collect();
@@ -106,8 +106,13 @@ pub async fn committed_offsets(
 ) -> BTreeMap<i32, Offset> {
     let mut committed = BTreeMap::new();
     for partition in 0..partitions {
-        if let Some(offset) =
-            testing::committed_offset(&broker.bootstrap_servers(), group, topic, partition).await
+        if let Some(offset) = sluicegate_testing::committed_offset(
+            &broker.bootstrap_servers(),
+            group,
+            topic,
+            partition,
+        )
+        .await
         {
             committed.insert(partition, offset);
         }
@@ -149,7 +154,7 @@ pub async fn read_topic(broker: &TestBroker, topic: &str) -> Vec<Record> {
     let bootstrap = broker.bootstrap_servers();
     let topic = topic.to_owned();
     let read = move || -> Vec<Record> {
-        let consumer: BaseConsumer = testing::consumer_config(&bootstrap, "read-topic")
+        let consumer: BaseConsumer = sluicegate_testing::consumer_config(&bootstrap, "read-topic")
             .create()
             .expect("a reading consumer");
         let metadata = consumer
@@ -223,9 +228,10 @@ pub async fn partition_count(broker: &TestBroker, topic: &str) -> Option<usize> 
     let bootstrap = broker.bootstrap_servers();
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = testing::consumer_config(&bootstrap, "partition-count")
-            .create()
-            .expect("a metadata consumer");
+        let consumer: BaseConsumer =
+            sluicegate_testing::consumer_config(&bootstrap, "partition-count")
+                .create()
+                .expect("a metadata consumer");
         let metadata = consumer
             .fetch_metadata(None, Duration::from_secs(10))
             .expect("cluster metadata");

@@ -7,8 +7,9 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 
-use super::kafka::{kafka, KafkaCluster};
-use crate::embedded::EmbeddedBroker;
+use sluicegate::EmbeddedBroker;
+
+use crate::kafka::{kafka, KafkaCluster};
 
 /// How long [`TestBroker::create_topic`] waits for a new topic to have leaders on Kafka.
 const TOPIC_READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -19,7 +20,7 @@ const TOPIC_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Tests that should hold on both brokers take a `TestBroker` and are called once with each:
 ///
 /// ```no_run
-/// use sluicegate::testing::{unique_name, TestBroker};
+/// use sluicegate_testing::{unique_name, TestBroker};
 ///
 /// async fn round_trip(broker: TestBroker) {
 ///     let topic = unique_name("round-trip");

@@ -222,14 +222,15 @@ pub fn kafka_three_nodes() -> &'static KafkaCluster {
     }))
 }
 
-pub(super) fn started(result: &'static Result<KafkaCluster, String>) -> &'static KafkaCluster {
+fn started(result: &'static Result<KafkaCluster, String>) -> &'static KafkaCluster {
     match result {
         Ok(cluster) => cluster,
         Err(message) => panic!("{message}"),
     }
 }
 
-/// `scripts/kafka` of this repository (`$SLUICEGATE_KAFKA_SCRIPT` overrides it).
+/// `scripts/kafka` of this repository, two levels above this crate's directory
+/// (`crates/sluicegate-testing`); `$SLUICEGATE_KAFKA_SCRIPT` overrides it.
 fn script() -> Result<PathBuf, String> {
     let path = env::var_os("SLUICEGATE_KAFKA_SCRIPT")
         .map(PathBuf::from)

@@ -1,4 +1,6 @@
-//! Test support for integration tests (feature `testing`).
+//! Test brokers and clients for Sluicegate's integration tests: a crate of its own, not
+//! published, that the workspace's crates take as a dev-dependency, so the `sluicegate`
+//! library carries no test code (and no `tempfile` or `tracing-subscriber`) for its users.
 //!
 //! Behaviour that involves a broker is tested against two brokers:
 //!
@@ -21,7 +23,18 @@
 //!
 //! Tests run with `cargo test` (not nextest): a Kafka cluster is per test binary process.
 //!
-//! [`EmbeddedBroker`]: crate::embedded::EmbeddedBroker
+//! A crate of the workspace takes it as a dev-dependency, so only its tests (`tests/`) and
+//! examples use it:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! sluicegate-testing = { path = "../sluicegate-testing" }
+//! ```
+//!
+//! [`EmbeddedBroker`]: sluicegate::EmbeddedBroker
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod broker;
 mod clients;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use super::kafka::{KafkaCluster, KafkaSetup};
+use crate::kafka::{KafkaCluster, KafkaSetup};
 
 /// The user of [`secured_kafka`] for every SASL mechanism: PLAIN, SCRAM-SHA-256 and
 /// SCRAM-SHA-512.
@@ -82,7 +82,7 @@ impl SecuredKafka {
 ///
 /// # Panics
 ///
-/// As [`kafka()`](super::kafka()), or if the certificates cannot be made (the `openssl`
+/// As [`kafka()`](crate::kafka()), or if the certificates cannot be made (the `openssl`
 /// command is needed).
 pub fn secured_kafka() -> &'static SecuredKafka {
     static KAFKA: OnceLock<Result<SecuredKafka, String>> = OnceLock::new();
