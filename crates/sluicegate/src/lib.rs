@@ -10,7 +10,10 @@
 //! with an ordering mode, batchers and a failure handler. The [`producer`] module is the
 //! buffered producer, with backpressure when its buffer is full. A [`retry`] task runs a
 //! pipeline as stages over delayed retry topics and a dead-letter topic. [`OffsetTracker`] is
-//! the pure logic behind commits. [`EmbeddedBroker`] is an
+//! the pure logic behind commits. A [`reader::TopicReader`] reads a topic as it is (from an
+//! offset, a time, N records before the end), and an [`admin::Admin`] looks at the cluster
+//! (partitions, watermarks, a group's committed offsets and members) and creates topics; both
+//! reach the cluster described by [`ClusterOptions`]. [`EmbeddedBroker`] is an
 //! in-process Kafka-compatible mock cluster for demos, tests and local development.
 //!
 //! ```no_run
@@ -34,14 +37,16 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
-mod admin;
+pub mod admin;
 mod client_error;
+mod cluster;
 pub mod embedded;
 pub mod metrics;
 mod offsets;
 mod options;
 pub mod pipeline;
 pub mod producer;
+pub mod reader;
 mod record;
 mod refusal;
 pub mod retry;
@@ -49,13 +54,14 @@ mod source;
 mod sync;
 
 pub use client_error::ClientError;
+pub use cluster::ClusterOptions;
 pub use embedded::{EmbeddedBroker, EmbeddedBrokerError};
 pub use offsets::{OffsetTracker, TrackerError};
 pub use options::{
     AssignmentStrategy, CommitStrategy, ConsumerOptions, OptionsError, PartitionLifecycle,
     StartPosition,
 };
-pub use record::{Header, Offset, Record, TopicPartition};
+pub use record::{Header, Offset, Record, TimestampType, TopicPartition};
 pub use source::{
     AckError, Acknowledger, ConsumerEngine, EngineError, EngineStats, EngineSummary,
     PartitionStream, Readiness,

@@ -43,6 +43,17 @@ pub struct Header {
     pub value: Option<Vec<u8>>,
 }
 
+/// What a record's timestamp means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimestampType {
+    /// When the producer created the record.
+    CreateTime,
+    /// When the broker appended it to the log (topics with
+    /// `message.timestamp.type=LogAppendTime`).
+    LogAppendTime,
+}
+
 /// An owned Kafka record, detached from the client that fetched it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {

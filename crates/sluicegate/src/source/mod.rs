@@ -47,6 +47,7 @@ use crate::record::{Offset, TopicPartition};
 use crate::refusal::RefusalContext;
 use crate::sync::lock;
 pub use commit::{CommitError, CommitMode};
+pub(crate) use fetch_queue::copy_borrowed;
 use instruments::GroupState;
 use member::{EngineCounters, Member, PartitionRegistry};
 pub use partition::{AckError, Acknowledger, PartitionStream};
