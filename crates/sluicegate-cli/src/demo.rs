@@ -141,14 +141,10 @@ async fn demo(records: u64, partitions: i32, record_bytes: usize) -> anyhow::Res
 
     // Produce.
     let plan = ProducePlan::even(&bootstrap, TOPIC, partitions, records, record_bytes);
-    let produced = tokio::task::spawn_blocking(move || {
-        let mut progress = Progress::new("producing", plan.total());
-        let report = produce::produce(&plan, |done| progress.update(done));
-        progress.finish(report.as_ref().map_or(0, |report| report.delivered));
-        report
-    })
-    .await
-    .context("the producer thread failed")??;
+    let mut progress = Progress::new("producing", plan.total());
+    let produced = produce::fill(&plan, |done| progress.update(done)).await;
+    progress.finish(produced.as_ref().map_or(0, |report| report.delivered));
+    let produced = produced?;
     let offsets = {
         let bootstrap = bootstrap.clone();
         tokio::task::spawn_blocking(move || topic::partition_offsets(&bootstrap, TOPIC))

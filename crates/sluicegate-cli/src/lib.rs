@@ -43,6 +43,7 @@
 //! (broken pipe) is not an error.
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 mod app;
 mod config;

@@ -1,18 +1,17 @@
-//! Filling a topic with sequence-numbered records, as fast as librdkafka's producer goes.
-//!
-//! Blocking: run it on a thread of its own (or `spawn_blocking`), never on a runtime worker.
+//! Filling a topic with sequence-numbered records, through the library's buffered
+//! [`Producer`], as fast as it takes them.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::ClientContext;
+use sluicegate::producer::{ProduceRecord, Producer, ProducerOptions};
 
 use crate::payload;
+
+/// How long a record may take to be delivered, retries included.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often progress is reported.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// What to produce: `counts[i]` records to partition `partitions[i]`, numbered from
 /// `first_sequence` on, interleaved over the partitions.
@@ -62,52 +61,18 @@ pub struct ProduceReport {
     pub elapsed: Duration,
 }
 
-/// Counts delivery reports.
-#[derive(Default)]
-struct Deliveries {
-    delivered: AtomicU64,
-    failed: AtomicU64,
-    first_error: Mutex<Option<String>>,
-}
-
-impl ClientContext for Deliveries {}
-
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(_) => {
-                self.delivered.fetch_add(1, Ordering::Relaxed);
-            }
-            Err((error, _)) => {
-                self.failed.fetch_add(1, Ordering::Relaxed);
-                let mut first = self
-                    .first_error
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                first.get_or_insert_with(|| error.to_string());
-            }
-        }
-    }
-}
-
 /// Produces the plan and waits until every record is acknowledged by the broker;
 /// `on_progress(delivered)` is called about every 100 ms.
-pub fn produce(
+pub async fn fill(
     plan: &ProducePlan,
     mut on_progress: impl FnMut(u64),
 ) -> anyhow::Result<ProduceReport> {
-    let producer: BaseProducer<Deliveries> = ClientConfig::new()
-        .set("bootstrap.servers", &plan.bootstrap_servers)
-        .set("linger.ms", "5")
-        .set("batch.num.messages", "10000")
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.messages", "500000")
-        .set("queue.buffering.max.kbytes", "65536")
-        .set("message.timeout.ms", "120000")
-        .create_with_context(Deliveries::default())
-        .context("could not create the producer")?;
+    let producer = Producer::new(
+        ProducerOptions::new()
+            .bootstrap_servers(&plan.bootstrap_servers)
+            .delivery_timeout(DELIVERY_TIMEOUT),
+    );
+    producer.start().context("could not create the producer")?;
     let started = Instant::now();
     let mut last_report = Instant::now();
     let mut value = Vec::with_capacity(plan.record_bytes);
@@ -117,40 +82,36 @@ pub fn produce(
     while !remaining.is_empty() {
         for (partition, left) in remaining.iter_mut() {
             payload::fill(&mut value, sequence, plan.record_bytes);
-            send(&producer, &plan.topic, *partition, &value)?;
+            let record = ProduceRecord::new(&value).partition(*partition);
+            if let Err(error) = producer.produce_and_forget(&plan.topic, record).await {
+                producer.shutdown(Duration::ZERO).await;
+                return Err(error)
+                    .with_context(|| format!("could not produce to {}/{partition}", plan.topic));
+            }
             sequence += 1;
             *left -= 1;
-            if last_report.elapsed() >= Duration::from_millis(100) {
-                producer.poll(Duration::ZERO);
-                on_progress(producer.context().delivered.load(Ordering::Relaxed));
+            if last_report.elapsed() >= PROGRESS_EVERY {
+                on_progress(producer.stats().delivered);
                 last_report = Instant::now();
             }
         }
         remaining.retain(|(_, left)| *left > 0);
     }
-    let total = plan.total();
-    loop {
-        match producer.flush(Duration::from_millis(100)) {
-            Ok(()) => break,
-            Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) => {
-                on_progress(producer.context().delivered.load(Ordering::Relaxed));
-            }
-            Err(error) => return Err(error).context("flushing the producer"),
-        }
+    // Every record is delivered or failed within the delivery timeout.
+    let deadline = Instant::now() + DELIVERY_TIMEOUT + Duration::from_secs(5);
+    while producer.in_flight() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(PROGRESS_EVERY).await;
+        on_progress(producer.stats().delivered);
     }
-    let deliveries = producer.context();
-    let delivered = deliveries.delivered.load(Ordering::Relaxed);
+    let report = producer.shutdown(Duration::from_secs(5)).await;
+    let total = plan.total();
+    let delivered = report.stats.delivered;
     on_progress(delivered);
-    let failed = deliveries.failed.load(Ordering::Relaxed);
+    let failed = report.stats.failed + report.undelivered as u64;
     if failed > 0 || delivered != total {
-        let first = deliveries
-            .first_error
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-            .unwrap_or_else(|| "no error reported".to_owned());
+        // The producer logged each failure's reason as a warning.
         bail!(
-            "producing to `{}`: {delivered} of {total} records delivered, {failed} failed (first error: {first})",
+            "producing to `{}`: {delivered} of {total} records delivered, {failed} failed (first error: see the warnings above)",
             plan.topic
         );
     }
@@ -158,31 +119,6 @@ pub fn produce(
         delivered,
         elapsed: started.elapsed(),
     })
-}
-
-/// Enqueues one record, serving delivery reports while the local queue is full.
-fn send(
-    producer: &BaseProducer<Deliveries>,
-    topic: &str,
-    partition: i32,
-    value: &[u8],
-) -> anyhow::Result<()> {
-    let mut record = BaseRecord::<(), [u8]>::to(topic)
-        .partition(partition)
-        .payload(value);
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                record = returned;
-                producer.poll(Duration::from_millis(10));
-            }
-            Err((error, _)) => {
-                return Err(error)
-                    .with_context(|| format!("could not produce to {topic}/{partition}"));
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,13 +1,12 @@
-//! Looking at a topic on a broker: its partitions and offsets, a group's committed offsets.
-//! Blocking calls: use them off the async runtime.
+//! Looking at a topic on a broker: its partitions and offsets, a group's committed offsets,
+//! through the library's [`Admin`]. Blocking calls: use them off the async runtime.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
+use sluicegate::admin::Admin;
+use sluicegate::{ClusterOptions, TopicPartition};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -31,13 +30,13 @@ pub fn total_records(offsets: &[PartitionOffsets]) -> u64 {
 }
 
 /// A client that only reads metadata, offsets and committed offsets.
-fn probe(bootstrap_servers: &str, group_id: &str) -> anyhow::Result<BaseConsumer> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap_servers)
-        .set("group.id", group_id)
-        .set("enable.auto.commit", "false")
-        .create()
-        .context("could not create a metadata client")
+fn admin(bootstrap_servers: &str) -> anyhow::Result<Admin> {
+    Admin::new(
+        ClusterOptions::new(bootstrap_servers)
+            .connect_timeout(TIMEOUT)
+            .request_timeout(TIMEOUT),
+    )
+    .context("could not create a metadata client")
 }
 
 /// The partitions and offsets of `topic`, or `None` if the cluster has no such topic. Asks for
@@ -46,32 +45,25 @@ pub fn partition_offsets(
     bootstrap_servers: &str,
     topic: &str,
 ) -> anyhow::Result<Option<Vec<PartitionOffsets>>> {
-    let client = probe(bootstrap_servers, "sluice-probe")?;
-    let metadata = client
-        .fetch_metadata(None, TIMEOUT)
+    let admin = admin(bootstrap_servers)?;
+    let found = admin
+        .topic(topic)
         .with_context(|| format!("could not read the metadata of {bootstrap_servers}"))?;
-    let Some(found) = metadata.topics().iter().find(|found| found.name() == topic) else {
+    let Some(found) = found else {
         return Ok(None);
     };
-    if found.error().is_some() || found.partitions().is_empty() {
+    if found.error.is_some() || found.partitions.is_empty() {
         return Ok(None);
     }
-    let mut partitions: Vec<i32> = found
-        .partitions()
-        .iter()
-        .map(|partition| partition.id())
-        .collect();
-    partitions.sort_unstable();
-    partitions
+    found
+        .partition_ids()
         .into_iter()
         .map(|partition| {
-            let (low, high) = client
-                .fetch_watermarks(topic, partition, TIMEOUT)
-                .with_context(|| format!("could not read the offsets of {topic}/{partition}"))?;
+            let ends = admin.watermarks(topic, partition)?;
             Ok(PartitionOffsets {
                 partition,
-                low,
-                high,
+                low: ends.low,
+                high: ends.high,
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()
@@ -85,20 +77,12 @@ pub fn committed_offsets(
     topic: &str,
     partitions: impl IntoIterator<Item = i32>,
 ) -> anyhow::Result<BTreeMap<i32, i64>> {
-    let client = probe(bootstrap_servers, group_id)?;
-    let mut list = TopicPartitionList::new();
-    for partition in partitions {
-        list.add_partition(topic, partition);
-    }
-    let committed = client
-        .committed_offsets(list, TIMEOUT)
-        .with_context(|| format!("could not read the offsets group `{group_id}` committed"))?;
+    let wanted = partitions
+        .into_iter()
+        .map(|partition| TopicPartition::new(topic, partition));
+    let committed = admin(bootstrap_servers)?.committed_offsets(group_id, wanted)?;
     Ok(committed
-        .elements()
-        .iter()
-        .filter_map(|element| match element.offset() {
-            Offset::Offset(offset) => Some((element.partition(), offset)),
-            _ => None,
-        })
+        .into_iter()
+        .map(|(at, offset)| (at.partition, offset))
         .collect())
 }

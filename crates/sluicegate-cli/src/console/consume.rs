@@ -1,30 +1,27 @@
-//! `sluice consume`: a topic's records on stdout, through a plain rdkafka consumer polled on
-//! this thread.
+//! `sluice consume`: a topic's records on stdout, through the library's [`TopicReader`] polled
+//! on this thread.
 //!
-//! Without `--group` the consumer assigns itself the partitions at the `--from` offsets and
-//! commits nothing. With `--group` it joins the group, resumes from the group's committed
-//! offsets (`--from` only says where partitions without one start) and commits what it has
-//! printed: an offset is stored only once its record was flushed to stdout, so a record is
-//! printed at least once across runs.
+//! Without `--group` the reader starts each partition at the `--from` offset and commits
+//! nothing. With `--group` it joins the group, resumes from the group's committed offsets
+//! (`--from` only says where partitions without one start) and commits what it has printed:
+//! an offset is stored only once its record was flushed to stdout, so a record is printed at
+//! least once across runs.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::CStr;
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Message as _};
-use rdkafka::{Offset, Timestamp, TopicPartitionList};
+use sluicegate::reader::{ReadEvent, ReadFrom, ReaderOptions, TopicReader};
+use sluicegate::{Record, TimestampType};
 
 use super::json::{Bytes, JsonHeader, JsonRecord};
 use super::lines::LineFormat;
 use super::start::StartFrom;
-use super::{parse_topic, stop_on_signal, ClusterArgs, QuietContext, Separator};
+use super::{cause, parse_topic, stop_on_signal, ClusterArgs, Separator};
 use crate::exit::usage;
 
 /// How long one poll waits when nothing is left to flush.
@@ -138,141 +135,39 @@ impl ConsumeArgs {
 pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     args.validate()?;
     let cluster = &args.cluster;
-    let mut config = cluster.client_config();
-    config
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", args.exit_at_end.to_string())
-        .set(
-            "auto.offset.reset",
-            if args.from == StartFrom::Beginning {
-                "earliest"
-            } else {
-                "latest"
-            },
-        )
-        .set("client.id", "sluice-consume");
-    match &args.group {
-        Some(group) => config
-            .set("group.id", group)
-            .set("enable.auto.commit", "true"),
-        // librdkafka assigns only with a group id; this one is never joined nor committed to.
-        None => config
-            .set("group.id", "sluice-consume")
-            .set("enable.auto.commit", "false"),
-    };
-    for (key, value) in &cluster.properties {
-        config.set(key, value);
-    }
-    let consumer: BaseConsumer<QuietContext> = cluster.create(&config)?;
-    let Some(mut partitions) = cluster.probe()?.partitions_of(&args.topic)? else {
-        bail!(
-            "topic `{}` does not exist on {}",
-            args.topic,
-            cluster.brokers
-        );
-    };
+    let options = cluster
+        .options()
+        .client_id("sluice-consume")
+        .request_timeout(cluster.connect_timeout.max(Duration::from_secs(5)));
+    let mut options = ReaderOptions::new(options, &args.topic).from(match args.from {
+        StartFrom::Beginning => ReadFrom::Earliest,
+        StartFrom::End => ReadFrom::Latest,
+        StartFrom::Offset(offset) => ReadFrom::Offset(offset),
+        StartFrom::BeforeEnd(records) => ReadFrom::BeforeEnd(records.unsigned_abs()),
+        StartFrom::Time(millis) => ReadFrom::Time(millis),
+    });
     if let Some(partition) = args.partition {
-        if !partitions.contains(&partition) {
-            bail!(
-                "topic `{}` has no partition {partition} (it has {} partitions)",
-                args.topic,
-                partitions.len()
-            );
-        }
-        partitions = vec![partition];
+        options = options.partitions([partition]);
     }
-    match &args.group {
-        Some(_) => consumer
-            .subscribe(&[&args.topic])
-            .with_context(|| format!("could not subscribe to `{}`", args.topic))?,
-        None => {
-            let start = start_offsets(&consumer, cluster, &args.topic, &partitions, args.from)?;
-            consumer
-                .assign(&start)
-                .with_context(|| format!("could not assign the partitions of `{}`", args.topic))?;
-        }
+    if let Some(group) = &args.group {
+        options = options.group(group);
     }
+    let mut reader = TopicReader::open(options).map_err(|error| cluster.read_error(error))?;
 
     let runtime = crate::runtime()?;
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signal(&runtime, stop.clone(), None)?;
-    let outcome = print_records(&args, &consumer, &stop);
-    if args.group.is_some() {
-        match consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(error) => tracing::warn!(%error, "could not commit the printed records' offsets"),
-        }
+    let outcome = print_records(&args, &mut reader, &stop);
+    if let Err(error) = reader.commit() {
+        tracing::warn!(error = %cause(&error), "could not commit the printed records' offsets");
     }
     outcome
-}
-
-/// The offset each partition starts at.
-fn start_offsets(
-    consumer: &BaseConsumer<QuietContext>,
-    cluster: &ClusterArgs,
-    topic: &str,
-    partitions: &[i32],
-    from: StartFrom,
-) -> anyhow::Result<TopicPartitionList> {
-    let mut list = TopicPartitionList::new();
-    let timeout = cluster.connect_timeout.max(Duration::from_secs(5));
-    match from {
-        StartFrom::Beginning | StartFrom::End => {
-            let offset = if from == StartFrom::Beginning {
-                Offset::Beginning
-            } else {
-                Offset::End
-            };
-            for &partition in partitions {
-                list.add_partition_offset(topic, partition, offset)?;
-            }
-        }
-        StartFrom::Offset(_) | StartFrom::BeforeEnd(_) => {
-            for &partition in partitions {
-                let (low, high) = consumer
-                    .fetch_watermarks(topic, partition, timeout)
-                    .with_context(|| {
-                        format!("could not read the offsets of {topic}/{partition}")
-                    })?;
-                let wanted = match from {
-                    StartFrom::Offset(offset) => offset,
-                    StartFrom::BeforeEnd(records) => high.saturating_sub(records),
-                    _ => high,
-                };
-                list.add_partition_offset(
-                    topic,
-                    partition,
-                    Offset::Offset(wanted.clamp(low, high)),
-                )?;
-            }
-        }
-        StartFrom::Time(millis) => {
-            let mut query = TopicPartitionList::new();
-            for &partition in partitions {
-                query.add_partition_offset(topic, partition, Offset::Offset(millis))?;
-            }
-            let found = consumer
-                .offsets_for_times(query, timeout)
-                .with_context(|| {
-                    format!("could not look up the offsets of `{topic}` at {millis} ms")
-                })?;
-            for element in found.elements() {
-                // No record at or after the time: librdkafka answers the end.
-                let offset = match element.offset() {
-                    Offset::Offset(offset) if offset >= 0 => Offset::Offset(offset),
-                    _ => Offset::End,
-                };
-                list.add_partition_offset(topic, element.partition(), offset)?;
-            }
-        }
-    }
-    Ok(list)
 }
 
 /// Polls and prints until the count, the end, Ctrl-C or a closed stdout.
 fn print_records(
     args: &ConsumeArgs,
-    consumer: &BaseConsumer<QuietContext>,
+    reader: &mut TopicReader,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
@@ -289,48 +184,58 @@ fn print_records(
     let mut unflushed = false;
     // Group mode: the next offset of each partition whose records are printed but not flushed.
     let mut to_store: BTreeMap<i32, i64> = BTreeMap::new();
-    let mut at_end: BTreeSet<i32> = BTreeSet::new();
     let mut last_error_log: Option<Instant> = None;
     loop {
         if stop.load(Ordering::SeqCst) || args.count.is_some_and(|count| printed >= count) {
             break;
         }
-        match consumer.poll(if unflushed { Duration::ZERO } else { POLL }) {
-            None => {
+        match reader.next(if unflushed { Duration::ZERO } else { POLL }) {
+            Ok(None) => {
                 if unflushed {
-                    flush(&mut out, consumer, &args.topic, &mut to_store)?;
+                    flush(&mut out, reader, &mut to_store)?;
                     unflushed = false;
                 }
             }
-            Some(Ok(message)) => {
+            Ok(Some(ReadEvent::Record {
+                record,
+                timestamp_type,
+                ..
+            })) => {
                 line.clear();
-                let headers = raw_headers(&message);
+                let headers: Vec<(&[u8], Option<&[u8]>)> = record
+                    .headers
+                    .iter()
+                    .map(|header| (header.key.as_bytes(), header.value.as_deref()))
+                    .collect();
                 match args.format {
-                    Format::Value => {
-                        line_format.write(&mut line, &headers, message.key(), message.payload())
-                    }
+                    Format::Value => line_format.write(
+                        &mut line,
+                        &headers,
+                        record.key.as_deref(),
+                        record.value.as_deref(),
+                    ),
                     Format::Json => {
-                        write_json(&mut line, &message, &headers)?;
+                        write_json(&mut line, &record, timestamp_type, &headers)?;
                     }
                 }
                 out.write_all(&line)?;
                 printed += 1;
                 unflushed = true;
-                at_end.remove(&message.partition());
                 if args.group.is_some() {
-                    to_store.insert(message.partition(), message.offset() + 1);
+                    to_store.insert(record.partition, record.offset + 1);
                 }
             }
-            Some(Err(KafkaError::PartitionEOF(partition))) => {
-                at_end.insert(partition);
-                if args.exit_at_end && every_partition_at_end(consumer, &at_end) {
+            Ok(Some(ReadEvent::PartitionEnd { .. })) => {
+                if args.exit_at_end && reader.caught_up() {
                     break;
                 }
             }
-            Some(Err(error)) => {
+            Ok(Some(_)) => {}
+            Err(error) => {
                 if last_error_log.is_none_or(|last| last.elapsed() >= ERROR_LOG_INTERVAL) {
                     last_error_log = Some(Instant::now());
-                    match consumer.context().last_problem() {
+                    let error = cause(&error);
+                    match reader.last_problem() {
                         Some(detail) => tracing::warn!(%error, detail, "consuming"),
                         None => tracing::warn!(%error, "consuming"),
                     }
@@ -338,61 +243,46 @@ fn print_records(
             }
         }
     }
-    flush(&mut out, consumer, &args.topic, &mut to_store)
-}
-
-/// Whether every assigned partition was read to its end (never with nothing assigned yet).
-fn every_partition_at_end(consumer: &BaseConsumer<QuietContext>, at_end: &BTreeSet<i32>) -> bool {
-    match consumer.assignment() {
-        Ok(assignment) => {
-            let elements = assignment.elements();
-            !elements.is_empty() && elements.iter().all(|e| at_end.contains(&e.partition()))
-        }
-        Err(_) => false,
-    }
+    flush(&mut out, reader, &mut to_store)
 }
 
 /// Flushes stdout, then (group mode) stores the next offsets after what was flushed, for the
 /// next commit.
 fn flush(
     out: &mut impl std::io::Write,
-    consumer: &BaseConsumer<QuietContext>,
-    topic: &str,
+    reader: &TopicReader,
     to_store: &mut BTreeMap<i32, i64>,
 ) -> anyhow::Result<()> {
     out.flush()?;
     if to_store.is_empty() {
         return Ok(());
     }
-    let mut next = TopicPartitionList::new();
-    for (partition, offset) in std::mem::take(to_store) {
-        next.add_partition_offset(topic, partition, Offset::Offset(offset))?;
-    }
     // Fails only for a partition revoked meanwhile; its next owner prints those again.
-    if let Err(error) = consumer.store_offsets(&next) {
-        tracing::debug!(%error, "offsets not stored");
+    if let Err(error) = reader.store_offsets(std::mem::take(to_store)) {
+        tracing::debug!(error = %cause(&error), "offsets not stored");
     }
     Ok(())
 }
 
 fn write_json(
     line: &mut Vec<u8>,
-    message: &BorrowedMessage<'_>,
+    record: &Record,
+    timestamp_type: Option<TimestampType>,
     headers: &[(&[u8], Option<&[u8]>)],
 ) -> anyhow::Result<()> {
-    let (timestamp, timestamp_type) = match message.timestamp() {
-        Timestamp::NotAvailable => (None, None),
-        Timestamp::CreateTime(millis) => (Some(millis), Some("create_time")),
-        Timestamp::LogAppendTime(millis) => (Some(millis), Some("log_append_time")),
+    let (timestamp, timestamp_type) = match timestamp_type {
+        None => (None, None),
+        Some(TimestampType::LogAppendTime) => (record.timestamp_ms, Some("log_append_time")),
+        Some(_) => (record.timestamp_ms, Some("create_time")),
     };
     let record = JsonRecord {
-        topic: message.topic(),
-        partition: message.partition(),
-        offset: message.offset(),
+        topic: &record.topic,
+        partition: record.partition,
+        offset: record.offset,
         timestamp,
         timestamp_type,
-        key: Bytes(message.key()),
-        value: Bytes(message.payload()),
+        key: Bytes(record.key.as_deref()),
+        value: Bytes(record.value.as_deref()),
         headers: headers
             .iter()
             .map(|(key, value)| JsonHeader {
@@ -404,51 +294,6 @@ fn write_json(
     serde_json::to_writer(&mut *line, &record).context("could not encode a record as JSON")?;
     line.push(b'\n');
     Ok(())
-}
-
-/// A message's headers as (name, value) bytes, in order.
-///
-/// rdkafka's `Headers::get` panics on a header name that is not UTF-8 (it unwraps the
-/// conversion), and nothing stops a producer from writing one, so this reads the headers
-/// through librdkafka directly.
-pub(crate) fn raw_headers<'m>(
-    message: &'m BorrowedMessage<'_>,
-) -> Vec<(&'m [u8], Option<&'m [u8]>)> {
-    use rdkafka::bindings as rd;
-    let mut headers: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
-    // SAFETY: `message.ptr()` is the live rd_kafka_message_t that `message` owns. On success
-    // librdkafka points `headers` at the message's own header list, which lives (unchanged,
-    // as nothing here modifies it) as long as the message; we only read it while `message`
-    // is borrowed for 'm.
-    let error = unsafe { rd::rd_kafka_message_headers(message.ptr(), &mut headers) };
-    if error != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || headers.is_null() {
-        return Vec::new();
-    }
-    // SAFETY: `headers` is the valid list obtained above.
-    let count = unsafe { rd::rd_kafka_header_cnt(headers) };
-    (0..count)
-        .filter_map(|index| {
-            let mut name: *const std::os::raw::c_char = std::ptr::null();
-            let mut value: *const std::os::raw::c_void = std::ptr::null();
-            let mut size: usize = 0;
-            // SAFETY: `headers` is valid and `index < count`; librdkafka writes pointers into
-            // the list's own storage, valid as long as the list.
-            let error = unsafe {
-                rd::rd_kafka_header_get_all(headers, index, &mut name, &mut value, &mut size)
-            };
-            if error != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
-                return None;
-            }
-            // SAFETY: librdkafka keeps header names NUL-terminated; the bytes live as long as
-            // the list, which lives as long as the message ('m).
-            let name: &'m [u8] = unsafe { CStr::from_ptr(name) }.to_bytes();
-            let value: Option<&'m [u8]> = (!value.is_null()).then(|| {
-                // SAFETY: a non-null value points at `size` bytes owned by the list.
-                unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) }
-            });
-            Some((name, value))
-        })
-        .collect()
 }
 
 #[cfg(test)]

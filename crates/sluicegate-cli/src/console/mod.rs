@@ -2,10 +2,10 @@
 //! for scripts and for looking at a topic by hand, as kcat and Kafka's console producer and
 //! consumer do.
 //!
-//! Both commands check the cluster before anything else: the brokers must answer within the
-//! connect timeout and the topic must exist, or the command ends with one line on stderr. The
-//! metadata client that checks is quiet: librdkafka's own log lines about the failed
-//! connections are kept, and the last one ends up in that line.
+//! Both commands check the cluster before anything else, through the library's
+//! [`Admin`]: the brokers must answer within the connect timeout and the topic must exist, or
+//! the command ends with one line on stderr. The library's clients are quiet: librdkafka's own
+//! complaint about the failed connections is kept, and ends up in that line.
 //!
 //! # Lines
 //!
@@ -21,17 +21,13 @@ pub mod produce;
 mod start;
 
 use std::str::FromStr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{anyhow, Context as _};
 use clap::Args;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::ConsumerContext;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, DeliveryResult, Producer as _, ProducerContext};
-use rdkafka::ClientContext;
+use sluicegate::admin::{Admin, AdminError, NewTopic};
+use sluicegate::reader::ReadError;
+use sluicegate::ClusterOptions;
 
 use crate::exit::usage;
 
@@ -55,210 +51,103 @@ pub struct ClusterArgs {
 }
 
 impl ClusterArgs {
-    /// A client configuration with the brokers, the connect timeout and the pass-through
-    /// properties (which may override anything set before them).
-    pub fn client_config(&self) -> ClientConfig {
-        let mut config = ClientConfig::new();
-        let millis = self.connect_timeout.as_millis().clamp(1_000, 2_147_483_647);
-        config
-            .set("bootstrap.servers", &self.brokers)
-            .set("socket.connection.setup.timeout.ms", millis.to_string());
-        for (key, value) in &self.properties {
-            config.set(key, value);
-        }
-        config
-    }
-
-    /// Creates a client of any kind from `config` with a [`QuietContext`]; a refused
-    /// configuration is a usage error.
-    pub fn create<C>(&self, config: &ClientConfig) -> anyhow::Result<C>
-    where
-        C: rdkafka::config::FromClientConfigAndContext<QuietContext>,
-    {
-        config
-            .create_with_context(QuietContext::default())
-            .map_err(|error| match error {
-                KafkaError::ClientConfig(_, description, key, value) => {
-                    usage(format!("invalid property {key}={value}: {description}"))
-                }
-                KafkaError::ClientCreation(reason) => {
-                    usage(format!("invalid client configuration: {reason}"))
-                }
-                other => anyhow!(other).context("could not create a Kafka client"),
-            })
-    }
-
-    /// The one line that says the brokers did not answer: librdkafka's last complaint kept in
-    /// `context`, else `error`.
-    pub fn unreachable(&self, context: &QuietContext, error: &KafkaError) -> anyhow::Error {
-        let detail = context.last_problem().unwrap_or_else(|| error.to_string());
-        anyhow!(
-            "could not reach the brokers at {} within {}: {detail}",
-            self.brokers,
-            show_duration(self.connect_timeout)
+    /// The library's cluster options: the brokers, the connect timeout and the pass-through
+    /// properties (which may override anything the client sets itself).
+    pub fn options(&self) -> ClusterOptions {
+        self.properties.iter().fold(
+            ClusterOptions::new(&self.brokers).connect_timeout(self.connect_timeout),
+            |options, (key, value)| options.librdkafka(key, value),
         )
     }
 
-    /// A short-lived client that looks at the cluster before the real work starts.
-    pub fn probe(&self) -> anyhow::Result<Probe<'_>> {
-        Ok(Probe {
-            cluster: self,
-            client: self.create(&self.client_config())?,
-        })
+    /// A client that looks at the cluster; a refused configuration is a usage error.
+    pub fn admin(&self, options: ClusterOptions) -> anyhow::Result<Admin> {
+        Admin::new(options).map_err(|error| self.error(error))
     }
-}
 
-/// Looks at the cluster: whether it answers, what partitions a topic has, creating a topic.
-///
-/// A producer client, because rdkafka hands a producer's error events (with librdkafka's
-/// reason, such as "Connection refused") to its context, where a consumer's lose the reason.
-pub struct Probe<'a> {
-    cluster: &'a ClusterArgs,
-    client: BaseProducer<QuietContext>,
-}
-
-impl Probe<'_> {
-    /// The partitions of `topic`, sorted, or `None` if the cluster has no such topic. Asks for
-    /// the metadata of every topic, which (unlike asking for one) never auto-creates it.
-    pub fn partitions_of(&self, topic: &str) -> anyhow::Result<Option<Vec<i32>>> {
-        let metadata = self
-            .client
-            .client()
-            .fetch_metadata(None, self.cluster.connect_timeout)
-            .map_err(|error| self.unreachable(&error))?;
-        let Some(found) = metadata.topics().iter().find(|found| found.name() == topic) else {
-            return Ok(None);
-        };
-        match found.error().map(RDKafkaErrorCode::from) {
-            None => {}
-            Some(RDKafkaErrorCode::UnknownTopicOrPartition) => return Ok(None),
-            Some(code) => bail!(
-                "the brokers at {} could not describe topic `{topic}`: {code}",
-                self.cluster.brokers
+    /// What went wrong reaching the cluster, as one line: a refused configuration is a usage
+    /// error; brokers that did not answer are named with librdkafka's last complaint.
+    pub fn error(&self, error: AdminError) -> anyhow::Error {
+        match error {
+            AdminError::InvalidProperty {
+                key,
+                value,
+                description,
+                ..
+            } => usage(format!("invalid property {key}={value}: {description}")),
+            AdminError::InvalidConfiguration { reason, .. } => {
+                usage(format!("invalid client configuration: {reason}"))
+            }
+            AdminError::Unreachable { detail, .. } | AdminError::Refused { reason: detail, .. } => {
+                anyhow!(
+                    "could not reach the brokers at {} within {}: {detail}",
+                    self.brokers,
+                    show_duration(self.connect_timeout)
+                )
+            }
+            AdminError::Topic { topic, source } => anyhow!(
+                "the brokers at {} could not describe topic `{topic}`: {source}",
+                self.brokers
             ),
+            other => anyhow::Error::new(other),
         }
-        let mut partitions: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
-        if partitions.is_empty() {
-            return Ok(None);
-        }
-        partitions.sort_unstable();
-        Ok(Some(partitions))
     }
 
-    /// Creates `topic` through the admin API, then waits (up to the connect timeout, at least
-    /// 5 s) until its metadata shows; returns its partitions.
-    pub fn create_topic(
-        &self,
-        topic: &str,
-        partitions: i32,
-        runtime: &tokio::runtime::Runtime,
-    ) -> anyhow::Result<Vec<i32>> {
-        let cluster = self.cluster;
+    /// What went wrong opening or reading a topic: the cluster's errors as [`error`](Self::error)
+    /// words them, the rest as they are.
+    pub fn read_error(&self, error: ReadError) -> anyhow::Error {
+        match error {
+            ReadError::Cluster(error) => self.error(error),
+            other => anyhow::Error::new(other),
+        }
+    }
+
+    /// The partitions of `topic`, sorted, or `None` if the cluster has no such topic.
+    pub fn partitions_of(&self, admin: &Admin, topic: &str) -> anyhow::Result<Option<Vec<i32>>> {
+        admin.partitions(topic).map_err(|error| self.error(error))
+    }
+
+    /// Creates `topic` (replication factor 1), then waits (up to the connect timeout, at
+    /// least 5 s) until the cluster lists it; returns its partitions.
+    pub fn create_topic(&self, topic: &str, partitions: i32) -> anyhow::Result<Vec<i32>> {
         let cannot = |problem: String| {
             anyhow!(
                 "could not create topic `{topic}` on {}: {problem} (a broker without the \
                  CreateTopics API, like `sluice dev-broker`, needs its topics given at start: \
                  --topic {topic}:{partitions})",
-                cluster.brokers
+                self.brokers
             )
         };
-        let admin: AdminClient<QuietContext> = cluster.create(&cluster.client_config())?;
-        let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-        let options = AdminOptions::new()
-            .request_timeout(Some(cluster.connect_timeout))
-            .operation_timeout(Some(cluster.connect_timeout));
-        let results = runtime
-            .block_on(admin.create_topics([&new_topic], &options))
-            .map_err(|error| cannot(error.to_string()))?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code)) => return Err(cannot(code.to_string())),
-            }
+        let admin = self.admin(self.options().request_timeout(self.connect_timeout))?;
+        match admin.create_topics(&[NewTopic::new(topic, partitions).replication_factor(1)]) {
+            Ok(_) => {}
+            Err(AdminError::CreateTopic { source, .. }) => return Err(cannot(source.to_string())),
+            Err(other) => return Err(self.error(other)),
         }
-        let deadline = Instant::now() + cluster.connect_timeout.max(Duration::from_secs(5));
-        loop {
-            if let Some(found) = self.partitions_of(topic)? {
-                return Ok(found);
-            }
-            if Instant::now() >= deadline {
-                bail!(
+        match admin.wait_for_topics([topic], self.connect_timeout.max(Duration::from_secs(5))) {
+            Ok(()) => {}
+            Err(AdminError::NotVisible { .. }) => {
+                return Err(anyhow!(
                     "topic `{topic}` was created on {} but its metadata does not show it",
-                    cluster.brokers
-                );
+                    self.brokers
+                ))
             }
-            std::thread::sleep(Duration::from_millis(100));
+            Err(other) => return Err(self.error(other)),
         }
-    }
-
-    /// The one line that says the brokers did not answer, with librdkafka's last complaint.
-    fn unreachable(&self, error: &KafkaError) -> anyhow::Error {
-        // Serve the error events queued meanwhile: they carry librdkafka's reason.
-        self.client.poll(Duration::ZERO);
-        self.cluster.unreachable(self.client.context(), error)
-    }
-}
-
-/// A client context that keeps librdkafka's warnings and errors instead of logging them (they
-/// are logged at debug level only), so a failed start prints one line, not a dozen.
-#[derive(Default)]
-pub struct QuietContext {
-    last_problem: Mutex<Option<String>>,
-}
-
-impl QuietContext {
-    /// librdkafka's last warning or error, if any.
-    pub fn last_problem(&self) -> Option<String> {
-        self.last_problem
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .clone()
-    }
-
-    fn note(&self, problem: &str) {
-        // "[thrd:host:port/bootstrap]: host:port/bootstrap: Connect to ..." names the thread
-        // first; the rest says it all.
-        let problem = match problem
-            .strip_prefix("[thrd:")
-            .and_then(|rest| rest.split_once("]: "))
-        {
-            Some((_, rest)) => rest,
-            None => problem,
-        };
-        *self
-            .last_problem
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner()) = Some(problem.to_owned());
+        self.partitions_of(&admin, topic)?.with_context(|| {
+            format!(
+                "topic `{topic}` was created on {} but its metadata does not show it",
+                self.brokers
+            )
+        })
     }
 }
 
-impl ClientContext for QuietContext {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        tracing::debug!(target: "librdkafka", ?level, facility, message);
-        if matches!(
-            level,
-            RDKafkaLogLevel::Emerg
-                | RDKafkaLogLevel::Alert
-                | RDKafkaLogLevel::Critical
-                | RDKafkaLogLevel::Error
-                | RDKafkaLogLevel::Warning
-        ) {
-            self.note(message);
-        }
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        tracing::debug!(target: "librdkafka", %error, reason);
-        self.note(reason);
-    }
-}
-
-impl ConsumerContext for QuietContext {}
-
-impl ProducerContext for QuietContext {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, _: &DeliveryResult<'_>, (): ()) {}
+/// librdkafka's own words for what went wrong: an error's source, else the error.
+pub(crate) fn cause(error: &dyn std::error::Error) -> String {
+    error
+        .source()
+        .map_or_else(|| error.to_string(), ToString::to_string)
 }
 
 /// Checks a topic name: 1-249 characters of `a-z A-Z 0-9 . _ -`, not `.` or `..`.

@@ -196,11 +196,11 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
     };
     let runtime = crate::runtime()?;
     let cluster = &args.cluster;
-    let probe = cluster.probe()?;
-    let partitions = match probe.partitions_of(&args.topic)? {
+    let admin = cluster.admin(cluster.options())?;
+    let partitions = match cluster.partitions_of(&admin, &args.topic)? {
         Some(partitions) => partitions,
         None => match args.create_topic {
-            Some(count) => probe.create_topic(&args.topic, count, &runtime)?,
+            Some(count) => cluster.create_topic(&args.topic, count)?,
             None => bail!(
                 "topic `{}` does not exist on {} (--create-topic PARTITIONS creates it)",
                 args.topic,
@@ -208,7 +208,7 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
             ),
         },
     };
-    drop(probe);
+    drop(admin);
     if let Some(partition) = args.partition {
         if !partitions.contains(&partition) {
             bail!(

@@ -1,20 +1,18 @@
 //! Reading a task's dead-letter topics from their beginning to their end as it is now, one
-//! partition after another, without a consumer group (nothing is joined or committed).
+//! partition after another, through the library's [`TopicReader`] without a consumer group
+//! (nothing is joined or committed).
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message as _};
-use rdkafka::{Offset, TopicPartitionList};
+use anyhow::bail;
+use sluicegate::admin::Admin;
+use sluicegate::reader::{ReadEvent, ReadFrom, ReadUntil, ReaderOptions, TopicReader};
 use sluicegate::retry::{RetryHeaderError, RetryHeaders};
-use sluicegate::Header;
+use sluicegate::{ClusterOptions, Header, Record};
 
 use super::select::Selection;
 use crate::config::TaskPlan;
-use crate::console::consume::raw_headers;
-use crate::console::{ClusterArgs, QuietContext};
+use crate::console::{cause, ClusterArgs};
 
 /// How long the brokers may take to answer, and a partition may go without a record
 /// before its end, before reading gives up.
@@ -60,17 +58,11 @@ fn cluster(plan: &TaskPlan) -> ClusterArgs {
 /// dead-letter topic that does not exist yet has none.
 pub fn read(plan: &TaskPlan, selection: &Selection) -> anyhow::Result<Vec<DeadLetter>> {
     let cluster = cluster(plan);
-    let probe = cluster.probe()?;
-    let mut config = cluster.client_config();
-    config
-        .set("group.id", "sluice-dlq")
-        .set("client.id", "sluice-dlq")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true");
-    for (key, value) in &cluster.properties {
-        config.set(key, value);
-    }
-    let consumer: BaseConsumer<QuietContext> = cluster.create(&config)?;
+    let options = cluster
+        .options()
+        .client_id("sluice-dlq")
+        .request_timeout(TIMEOUT);
+    let admin = cluster.admin(options.clone())?;
     let mut topics: Vec<String> = Vec::new();
     for topic in plan.topics.iter().map(|topics| topics.dead_letter()) {
         if !topics.contains(&topic) {
@@ -79,7 +71,7 @@ pub fn read(plan: &TaskPlan, selection: &Selection) -> anyhow::Result<Vec<DeadLe
     }
     let mut letters = Vec::new();
     for topic in topics {
-        let Some(partitions) = probe.partitions_of(&topic)? else {
+        let Some(partitions) = cluster.partitions_of(&admin, &topic)? else {
             tracing::info!(topic, "no dead-letter topic yet");
             continue;
         };
@@ -90,7 +82,15 @@ pub fn read(plan: &TaskPlan, selection: &Selection) -> anyhow::Result<Vec<DeadLe
             {
                 continue;
             }
-            read_partition(&consumer, &topic, partition, selection, &mut letters)?;
+            read_partition(
+                &cluster,
+                &admin,
+                &options,
+                &topic,
+                partition,
+                selection,
+                &mut letters,
+            )?;
             if selection.is_full(letters.len()) {
                 return Ok(letters);
             }
@@ -101,83 +101,76 @@ pub fn read(plan: &TaskPlan, selection: &Selection) -> anyhow::Result<Vec<DeadLe
 
 /// Appends the picked records of `topic`/`partition` up to its current end.
 fn read_partition(
-    consumer: &BaseConsumer<QuietContext>,
+    cluster: &ClusterArgs,
+    admin: &Admin,
+    options: &ClusterOptions,
     topic: &str,
     partition: i32,
     selection: &Selection,
     letters: &mut Vec<DeadLetter>,
 ) -> anyhow::Result<()> {
-    let (low, high) = consumer
-        .fetch_watermarks(topic, partition, TIMEOUT)
-        .with_context(|| format!("could not read the offsets of {topic}/{partition}"))?;
+    let ends = admin.watermarks(topic, partition)?;
     let (start, end) = match selection.offsets {
-        Some(range) => (range.first.max(low), range.last.saturating_add(1).min(high)),
-        None => (low, high),
+        Some(range) => (
+            range.first.max(ends.low),
+            range.last.saturating_add(1).min(ends.high),
+        ),
+        None => (ends.low, ends.high),
     };
     if start >= end {
         return Ok(());
     }
-    let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(topic, partition, Offset::Offset(start))?;
-    consumer
-        .assign(&assignment)
-        .with_context(|| format!("could not read {topic}/{partition}"))?;
+    let mut reader = TopicReader::open(
+        ReaderOptions::new(options.clone(), topic)
+            .partitions([partition])
+            .from(ReadFrom::Offset(start))
+            .until(ReadUntil::End),
+    )
+    .map_err(|error| cluster.read_error(error))?;
     let mut last_progress = Instant::now();
-    loop {
-        match consumer.poll(POLL) {
-            Some(Ok(message)) => {
+    while !reader.is_finished() {
+        match reader.next(POLL) {
+            Ok(Some(ReadEvent::Record { record, .. })) => {
                 last_progress = Instant::now();
-                if message.topic() != topic || message.partition() != partition {
-                    continue;
-                }
-                if message.offset() >= end {
+                if record.offset >= end {
                     break;
                 }
-                let letter = dead_letter(&message);
+                let offset = record.offset;
+                let letter = dead_letter(record);
                 if selection.matches(&letter) {
                     letters.push(letter);
                     if selection.is_full(letters.len()) {
                         break;
                     }
                 }
-                if message.offset() + 1 >= end {
+                if offset + 1 >= end {
                     break;
                 }
             }
-            Some(Err(KafkaError::PartitionEOF(_))) => break,
-            Some(Err(error)) => tracing::debug!(%error, topic, partition, "reading"),
-            None => {}
+            Ok(Some(ReadEvent::PartitionEnd { .. })) => break,
+            Ok(_) => {}
+            Err(error) => tracing::debug!(error = %cause(&error), topic, partition, "reading"),
         }
         if last_progress.elapsed() > TIMEOUT {
-            let detail = consumer.context().last_problem().unwrap_or_default();
+            let detail = reader.last_problem().unwrap_or_default();
             bail!("reading {topic}/{partition} stalled before offset {end}: {detail}");
         }
     }
     Ok(())
 }
 
-fn dead_letter(message: &BorrowedMessage<'_>) -> DeadLetter {
-    let headers = headers(message);
+/// A dead letter: the record, its headers (names converted lossily, as the library reads them)
+/// and the retry history they carry.
+fn dead_letter(record: Record) -> DeadLetter {
+    let headers: Vec<Header> = record.headers;
     DeadLetter {
-        topic: message.topic().to_owned(),
-        partition: message.partition(),
-        offset: message.offset(),
-        timestamp_ms: message.timestamp().to_millis(),
-        key: message.key().map(<[u8]>::to_vec),
-        value: message.payload().map(<[u8]>::to_vec),
+        topic: record.topic.to_string(),
+        partition: record.partition,
+        offset: record.offset,
+        timestamp_ms: record.timestamp_ms,
+        key: record.key,
+        value: record.value,
         history: RetryHeaders::from_headers(&headers),
         headers,
     }
-}
-
-/// A message's headers, names converted lossily (read as `sluice consume` reads them: rdkafka's
-/// own reader panics on a header name that is not UTF-8).
-fn headers(message: &BorrowedMessage<'_>) -> Vec<Header> {
-    raw_headers(message)
-        .into_iter()
-        .map(|(name, value)| Header {
-            key: String::from_utf8_lossy(name).into_owned(),
-            value: value.map(<[u8]>::to_vec),
-        })
-        .collect()
 }

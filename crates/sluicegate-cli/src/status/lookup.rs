@@ -1,21 +1,18 @@
 //! Asking the cluster where a group stands: committed offsets, end offsets and owners.
 //!
-//! A consumer configured with the group's id reads its committed offsets (an OffsetFetch; it
-//! never subscribes, so it never joins the group and triggers no rebalance), the watermarks of
-//! each partition, and the group's description (ListGroups and DescribeGroups) for the members
-//! and their assignments. Blocking calls: use them off the async runtime.
+//! The library's [`Admin`] reads the group's committed offsets (an OffsetFetch that never
+//! joins the group, so it triggers no rebalance), the watermarks of each partition, and the
+//! group's description (ListGroups and DescribeGroups) for the members and their assignments.
+//! Blocking calls: use them off the async runtime.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::metadata::Metadata;
-use rdkafka::{Offset, TopicPartitionList};
+use anyhow::bail;
+use sluicegate::admin::{Admin, AdminError, MemberAssignment};
+use sluicegate::TopicPartition;
 
-use super::assignment;
-use crate::console::{ClusterArgs, QuietContext};
+use crate::console::ClusterArgs;
 
 /// How long offset and group requests may take once the brokers answered.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -73,34 +70,41 @@ pub struct Lookup {
     cluster: ClusterArgs,
     group: String,
     topic: Option<String>,
-    client: BaseConsumer<QuietContext>,
+    admin: Admin,
 }
 
 impl Lookup {
     /// A client for `group`; a refused configuration (`-X`) is a usage error.
     pub fn new(cluster: ClusterArgs, group: String, topic: Option<String>) -> anyhow::Result<Self> {
-        let mut config = cluster.client_config();
-        config
-            .set("group.id", &group)
-            .set("client.id", "sluice-status")
-            .set("enable.auto.commit", "false");
-        let client = cluster.create(&config)?;
+        let options = cluster
+            .options()
+            .client_id("sluice-status")
+            .request_timeout(REQUEST_TIMEOUT);
+        let admin = cluster.admin(options)?;
         Ok(Self {
             cluster,
             group,
             topic,
-            client,
+            admin,
         })
     }
 
     /// Looks once. Errors: the brokers do not answer, the topic does not exist, or the group
     /// has neither committed offsets nor members.
     pub fn snapshot(&self) -> anyhow::Result<Snapshot> {
-        let metadata = self
-            .client
-            .fetch_metadata(None, self.cluster.connect_timeout)
-            .map_err(|error| self.cluster.unreachable(self.client.context(), &error))?;
-        let partitions = partitions_by_topic(&metadata);
+        let topics = self
+            .admin
+            .topics()
+            .map_err(|error| self.cluster.error(error))?;
+        // Internal `__` topics left out.
+        let partitions: BTreeMap<String, Vec<i32>> = topics
+            .into_iter()
+            .filter(|topic| !topic.name.starts_with("__") && !topic.partitions.is_empty())
+            .map(|topic| {
+                let ids = topic.partition_ids();
+                (topic.name, ids)
+            })
+            .collect();
         if let Some(topic) = &self.topic {
             if !partitions.contains_key(topic) {
                 bail!("topic `{topic}` does not exist on {}", self.cluster.brokers);
@@ -138,19 +142,14 @@ impl Lookup {
         let mut statuses = Vec::new();
         for topic in topics {
             for &partition in &partitions[topic] {
-                let (low, end) = self
-                    .client
-                    .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
-                    .with_context(|| {
-                        format!("could not read the offsets of {topic}/{partition}")
-                    })?;
+                let ends = self.admin.watermarks(topic, partition)?;
                 let key = (topic.clone(), partition);
                 statuses.push(PartitionStatus {
                     topic: topic.clone(),
                     partition,
                     committed: committed.get(&key).copied(),
-                    low,
-                    end,
+                    low: ends.low,
+                    end: ends.high,
                     owner: owners.get(&key).cloned(),
                 });
             }
@@ -167,33 +166,14 @@ impl Lookup {
         &self,
         partitions: &BTreeMap<String, Vec<i32>>,
     ) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
-        let mut wanted = TopicPartitionList::new();
-        for (topic, ids) in partitions {
-            for &partition in ids {
-                wanted.add_partition(topic, partition);
-            }
-        }
-        if wanted.count() == 0 {
-            return Ok(BTreeMap::new());
-        }
-        let committed = self
-            .client
-            .committed_offsets(wanted, REQUEST_TIMEOUT)
-            .with_context(|| {
-                format!(
-                    "could not read the offsets group `{}` committed on {}",
-                    self.group, self.cluster.brokers
-                )
-            })?;
+        let wanted = partitions.iter().flat_map(|(topic, ids)| {
+            ids.iter()
+                .map(move |&partition| TopicPartition::new(topic, partition))
+        });
+        let committed = self.admin.committed_offsets(&self.group, wanted)?;
         Ok(committed
-            .elements()
-            .iter()
-            .filter_map(|element| match element.offset() {
-                Offset::Offset(offset) => {
-                    Some(((element.topic().to_owned(), element.partition()), offset))
-                }
-                _ => None,
-            })
+            .into_iter()
+            .map(|(at, offset)| ((at.topic, at.partition), offset))
             .collect())
     }
 
@@ -201,69 +181,39 @@ impl Lookup {
     /// owners unknown.
     fn members(&self) -> (Membership, BTreeMap<(String, i32), Owner>) {
         let mut owners = BTreeMap::new();
-        let list = match self
-            .client
-            .fetch_group_list(Some(&self.group), REQUEST_TIMEOUT)
-        {
-            Ok(list) => list,
+        let group = match self.admin.describe_group(&self.group) {
+            Ok(Some(group)) => group,
+            Ok(None) => return (Membership::Described(None), owners),
+            Err(AdminError::DescribeGroup { source, .. }) => {
+                return (Membership::Unknown(source.to_string()), owners)
+            }
             Err(error) => return (Membership::Unknown(error.to_string()), owners),
         };
-        let Some(group) = list
-            .groups()
-            .iter()
-            .find(|group| group.name() == self.group)
-        else {
-            return (Membership::Described(None), owners);
-        };
-        let members = group.members();
-        // Other protocol types (Kafka Connect, for one) encode assignments their own way.
-        if group.protocol_type() == "consumer" {
-            for member in members {
-                tracing::debug!(member = member.id(), client = member.client_id(), assignment = ?member.assignment(), "group member");
-                let parsed = match assignment::parse(member.assignment().unwrap_or_default()) {
-                    Ok(parsed) => parsed,
-                    Err(problem) => {
-                        tracing::warn!(member = member.id(), %problem, "unreadable assignment");
-                        continue;
-                    }
-                };
-                let owner = Owner {
-                    member_id: member.id().to_owned(),
-                    client_id: member.client_id().to_owned(),
-                    host: member.client_host().trim_start_matches('/').to_owned(),
-                };
-                for (topic, partitions) in parsed {
-                    for partition in partitions {
-                        owners.insert((topic.clone(), partition), owner.clone());
-                    }
+        for member in &group.members {
+            tracing::debug!(member = member.member_id, client = member.client_id, assignment = ?member.assignment, "group member");
+            // Other protocol types (Kafka Connect, for one) encode assignments their own way.
+            let assigned = match &member.assignment {
+                MemberAssignment::Partitions(assigned) => assigned,
+                MemberAssignment::Unreadable(problem) => {
+                    tracing::warn!(member = member.member_id, %problem, "unreadable assignment");
+                    continue;
                 }
+                _ => continue,
+            };
+            let owner = Owner {
+                member_id: member.member_id.clone(),
+                client_id: member.client_id.clone(),
+                host: member.host.clone(),
+            };
+            for at in assigned {
+                owners.insert((at.topic.clone(), at.partition), owner.clone());
             }
         }
-        let state = group.state().to_owned();
-        (Membership::Described(Some((state, members.len()))), owners)
+        (
+            Membership::Described(Some((group.state, group.members.len()))),
+            owners,
+        )
     }
-}
-
-/// The partitions of every topic in the metadata that has any (internal `__` topics left
-/// out), sorted.
-fn partitions_by_topic(metadata: &Metadata) -> BTreeMap<String, Vec<i32>> {
-    metadata
-        .topics()
-        .iter()
-        .filter(|topic| !topic.name().starts_with("__"))
-        .filter(|topic| {
-            topic
-                .error()
-                .map(RDKafkaErrorCode::from)
-                .is_none_or(|code| code != RDKafkaErrorCode::UnknownTopicOrPartition)
-        })
-        .filter(|topic| !topic.partitions().is_empty())
-        .map(|topic| {
-            let mut ids: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
-            ids.sort_unstable();
-            (topic.name().to_owned(), ids)
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -16,7 +16,6 @@
 //! otherwise it prints one table (or one batch of JSON lines) per look. Ctrl-C ends it with
 //! status 0. A failed look while watching is one line on stderr, and the watch goes on.
 
-mod assignment;
 mod lookup;
 mod render;
 
