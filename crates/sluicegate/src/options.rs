@@ -150,6 +150,10 @@ impl fmt::Debug for ConsumerOptions {
 }
 
 impl ConsumerOptions {
+    /// The group heartbeat interval unless [`heartbeat_interval`](Self::heartbeat_interval)
+    /// says otherwise: librdkafka's 3 s.
+    pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
+
     /// Options for one consumer group reading `topics` from the brokers in
     /// `bootstrap_servers` (comma separated `host:port`), with every other setting at its
     /// default.
@@ -169,7 +173,7 @@ impl ConsumerOptions {
             start_position: StartPosition::default(),
             members: 1,
             session_timeout: Duration::from_secs(45),
-            heartbeat_interval: Duration::from_secs(3),
+            heartbeat_interval: Self::DEFAULT_HEARTBEAT_INTERVAL,
             max_poll_interval: Duration::from_secs(300),
             commit_strategy: CommitStrategy::default(),
             commit_interval: Duration::from_secs(5),

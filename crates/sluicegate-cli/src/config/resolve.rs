@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sluicegate::pipeline::ProcessingOrder;
+use sluicegate::pipeline::{BatcherOptions, ProcessingOrder};
 use sluicegate::producer::ProducerOptions;
 use sluicegate::retry::{RetryPolicy, RetryTopics};
 use sluicegate::{ConsumerOptions, OptionsError};
@@ -26,10 +26,6 @@ use crate::handlers::spec::{
 const DEFAULT_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
 /// How long an HTTP request may take when the handler does not say.
 const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
-/// A batch's size and timeout when the handler does not say (the library's defaults).
-const DEFAULT_BATCH: (usize, Duration) = (100, Duration::from_secs(1));
-/// The group heartbeat: librdkafka's 3 s, or a third of a shorter session timeout.
-const HEARTBEAT: Duration = Duration::from_secs(3);
 
 /// Everything a task needs, checked (without connecting).
 #[derive(Debug, Clone)]
@@ -190,7 +186,12 @@ fn consumer_options(
     if let Some(timeout) = duration(task.session_timeout) {
         options = options
             .session_timeout(timeout)
-            .heartbeat_interval(HEARTBEAT.min(timeout / 3).max(Duration::from_millis(1)));
+            // The library's heartbeat, or a third of a shorter session timeout.
+            .heartbeat_interval(
+                ConsumerOptions::DEFAULT_HEARTBEAT_INTERVAL
+                    .min(timeout / 3)
+                    .max(Duration::from_millis(1)),
+            );
     }
     if let Some(interval) = duration(task.max_poll_interval) {
         options = options.max_poll_interval(interval);
@@ -504,9 +505,10 @@ fn batch_spec(
             "must be greater than zero",
         ));
     }
+    // The library's defaults when the handler does not say.
     Ok(BatchSpec {
-        size: size.unwrap_or(DEFAULT_BATCH.0),
-        timeout: timeout.map_or(DEFAULT_BATCH.1, |timeout| timeout.0),
+        size: size.unwrap_or(BatcherOptions::DEFAULT_SIZE),
+        timeout: timeout.map_or(BatcherOptions::DEFAULT_TIMEOUT, |timeout| timeout.0),
     })
 }
 

@@ -37,14 +37,19 @@ impl Default for BatcherOptions {
     /// Broadway's defaults: 100 messages, 1 s, one batch at a time.
     fn default() -> Self {
         Self {
-            size: 100,
-            timeout: Duration::from_secs(1),
+            size: Self::DEFAULT_SIZE,
+            timeout: Self::DEFAULT_TIMEOUT,
             concurrency: 1,
         }
     }
 }
 
 impl BatcherOptions {
+    /// A batch's size unless [`size`](Self::size) says otherwise: 100 messages.
+    pub const DEFAULT_SIZE: usize = 100;
+    /// A batch's timeout unless [`timeout`](Self::timeout) says otherwise: 1 s.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+
     /// The defaults: 100 messages, 1 s timeout, concurrency 1.
     pub fn new() -> Self {
         Self::default()
