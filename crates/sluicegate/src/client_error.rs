@@ -27,10 +27,11 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClientError(Reported);
 
-/// What the client reported: an error, or a bare code (from the mock cluster's API).
+/// What the client reported: an error, or a bare code (from the mock cluster's API). The
+/// error is boxed so that a `ClientError` (and every error that keeps one) stays small.
 #[derive(Clone, PartialEq, Eq)]
 enum Reported {
-    Error(KafkaError),
+    Error(Box<KafkaError>),
     Code(RDKafkaErrorCode),
 }
 
@@ -74,7 +75,7 @@ impl ClientError {
 
 impl From<KafkaError> for ClientError {
     fn from(error: KafkaError) -> Self {
-        Self(Reported::Error(error))
+        Self(Reported::Error(Box::new(error)))
     }
 }
 

@@ -20,6 +20,7 @@ use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::{ClientConfig, ClientContext};
 
 use crate::admin::AdminError;
+use crate::client_error::ClientError;
 use crate::refusal::{self, Refusal};
 use crate::sync::lock;
 
@@ -159,14 +160,14 @@ pub(crate) fn creation_error(error: KafkaError) -> AdminError {
             key: key.clone(),
             value: value.clone(),
             description: description.clone(),
-            source: Box::new(error),
+            source: ClientError::from(error),
         },
         KafkaError::ClientCreation(reason) => AdminError::InvalidConfiguration {
             reason: reason.clone(),
-            source: Box::new(error),
+            source: ClientError::from(error),
         },
         _ => AdminError::Client {
-            source: Box::new(error),
+            source: ClientError::from(error),
         },
     }
 }

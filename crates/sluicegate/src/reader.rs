@@ -49,13 +49,11 @@ use rdkafka::message::{Message as _, Timestamp};
 use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
 
 use crate::admin::{Admin, AdminError};
+use crate::client_error::ClientError;
 use crate::cluster::{ClusterOptions, QuietContext};
 use crate::options::OptionsError;
 use crate::record::{Offset, Record, TimestampType};
 use crate::source::copy_borrowed;
-
-/// A cause kept as an error's [`source`](std::error::Error::source).
-type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 /// Where a reader starts in each partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -228,7 +226,7 @@ pub enum ReadError {
         time_ms: i64,
         /// librdkafka's error.
         #[source]
-        source: Cause,
+        source: ClientError,
     },
     /// The reader could not subscribe to the topic (with a group).
     #[error("could not subscribe to `{topic}`")]
@@ -237,7 +235,7 @@ pub enum ReadError {
         topic: String,
         /// librdkafka's error.
         #[source]
-        source: Cause,
+        source: ClientError,
     },
     /// The reader could not assign itself the partitions (without a group).
     #[error("could not assign the partitions of `{topic}`")]
@@ -246,7 +244,7 @@ pub enum ReadError {
         topic: String,
         /// librdkafka's error.
         #[source]
-        source: Cause,
+        source: ClientError,
     },
     /// Fetching failed (the brokers went away, say). Reading goes on: librdkafka retries.
     #[error("fetching from `{topic}` failed")]
@@ -255,7 +253,7 @@ pub enum ReadError {
         topic: String,
         /// librdkafka's error.
         #[source]
-        source: Cause,
+        source: ClientError,
     },
     /// Offsets could not be stored for the next commit (a partition revoked meanwhile).
     #[error("could not store the offsets of `{topic}` for group `{group}`")]
@@ -266,7 +264,7 @@ pub enum ReadError {
         group: String,
         /// librdkafka's error.
         #[source]
-        source: Cause,
+        source: ClientError,
     },
     /// The group's commit failed.
     #[error("group `{group}` could not commit its offsets of `{topic}`")]
@@ -277,7 +275,7 @@ pub enum ReadError {
         group: String,
         /// librdkafka's error.
         #[source]
-        source: Cause,
+        source: ClientError,
     },
 }
 
@@ -373,7 +371,7 @@ impl TopicReader {
                 .subscribe(&[&topic])
                 .map_err(|error| ReadError::Subscribe {
                     topic: topic.clone(),
-                    source: Box::new(error),
+                    source: ClientError::from(error),
                 })?;
             return Ok(reader);
         }
@@ -388,7 +386,7 @@ impl TopicReader {
             .assign(&assignment)
             .map_err(|error| ReadError::Assign {
                 topic,
-                source: Box::new(error),
+                source: ClientError::from(error),
             })?;
         Ok(reader)
     }
@@ -414,7 +412,7 @@ impl TopicReader {
                 .map_err(|error| ReadError::OffsetsForTime {
                     topic: topic.to_owned(),
                     time_ms,
-                    source: Box::new(error),
+                    source: ClientError::from(error),
                 })?;
             for element in found.elements() {
                 // No record at or after the time: librdkafka answers the end.
@@ -526,7 +524,7 @@ impl TopicReader {
                 Some(Err(error)) => {
                     return Err(ReadError::Fetch {
                         topic: self.topic.to_string(),
-                        source: Box::new(error),
+                        source: ClientError::from(error),
                     })
                 }
             };
@@ -623,7 +621,7 @@ impl TopicReader {
             .map_err(|error| ReadError::Store {
                 topic: self.topic.to_string(),
                 group: group.clone(),
-                source: Box::new(error),
+                source: ClientError::from(error),
             })
     }
 
@@ -638,7 +636,7 @@ impl TopicReader {
             Err(error) => Err(ReadError::Commit {
                 topic: self.topic.to_string(),
                 group: group.clone(),
-                source: Box::new(error),
+                source: ClientError::from(error),
             }),
         }
     }

@@ -186,6 +186,7 @@ fn unreachable_brokers_are_one_error_with_librdkafkas_reason() {
             ..
         } => {
             assert_eq!(named, &brokers);
+            let detail = detail.as_deref().unwrap_or_default();
             assert!(detail.contains("Connection refused"), "{detail}");
         }
         other => panic!("{other:?}"),

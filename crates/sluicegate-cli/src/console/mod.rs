@@ -78,19 +78,25 @@ impl ClusterArgs {
             AdminError::InvalidConfiguration { reason, .. } => {
                 usage(format!("invalid client configuration: {reason}"))
             }
-            AdminError::Unreachable { detail, .. } | AdminError::Refused { reason: detail, .. } => {
-                anyhow!(
-                    "could not reach the brokers at {} within {}: {detail}",
-                    self.brokers,
-                    show_duration(self.connect_timeout)
-                )
+            AdminError::Unreachable { detail, source, .. } => {
+                self.unreachable(detail.unwrap_or_else(|| source.to_string()))
             }
+            AdminError::Refused { reason, .. } => self.unreachable(reason),
             AdminError::Topic { topic, source } => anyhow!(
                 "the brokers at {} could not describe topic `{topic}`: {source}",
                 self.brokers
             ),
             other => anyhow::Error::new(other),
         }
+    }
+
+    /// The one line that says the brokers did not answer, with librdkafka's complaint.
+    fn unreachable(&self, detail: String) -> anyhow::Error {
+        anyhow!(
+            "could not reach the brokers at {} within {}: {detail}",
+            self.brokers,
+            show_duration(self.connect_timeout)
+        )
     }
 
     /// What went wrong opening or reading a topic: the cluster's errors as [`error`](Self::error)

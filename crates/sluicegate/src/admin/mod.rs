@@ -54,22 +54,21 @@ use rdkafka::metadata::Metadata;
 use rdkafka::producer::{BaseProducer, Producer as _};
 use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
 
+use crate::client_error::ClientError;
 use crate::cluster::{block_on, ClusterOptions, QuietContext};
 use crate::record::{Offset, TopicPartition};
 use crate::sync::lock;
 
 pub(crate) use ensure::{ensure_topics, TopicSetupError};
 
-/// A cause kept as an error's [`source`](std::error::Error::source).
-type Cause = Box<dyn std::error::Error + Send + Sync>;
-
 /// Why an [`Admin`] (or a [`TopicReader`](crate::reader::TopicReader)) could not do what it
-/// was asked.
+/// was asked. A variant the Kafka client caused keeps its [`ClientError`] as
+/// [`source`](std::error::Error::source); the message says what was being done.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AdminError {
     /// librdkafka refused a property ([`ClusterOptions::librdkafka`]); nothing was sent.
-    #[error("invalid property {key}={value}: {description}")]
+    #[error("invalid property {key}={value}")]
     InvalidProperty {
         /// The property.
         key: String,
@@ -79,36 +78,39 @@ pub enum AdminError {
         description: String,
         /// librdkafka's error.
         #[source]
-        source: Cause,
+        source: ClientError,
     },
     /// librdkafka would not create a client with these settings.
-    #[error("invalid client configuration: {reason}")]
+    #[error("invalid client configuration")]
     InvalidConfiguration {
         /// librdkafka's reason.
         reason: String,
         /// librdkafka's error.
         #[source]
-        source: Cause,
+        source: ClientError,
     },
     /// librdkafka could not create a client, for another reason.
     #[error("could not create a Kafka client")]
     Client {
         /// librdkafka's error.
         #[source]
-        source: Cause,
+        source: ClientError,
     },
     /// The brokers did not answer within the connect timeout.
-    #[error("could not reach the brokers at {brokers} within {timeout:?}: {detail}")]
+    #[error(
+        "could not reach the brokers at {brokers} within {timeout:?}{}",
+        .detail.as_ref().map(|detail| format!(": {detail}")).unwrap_or_default()
+    )]
     Unreachable {
         /// The bootstrap servers.
         brokers: String,
         /// The connect timeout.
         timeout: Duration,
-        /// librdkafka's last complaint (a refused connection, an unknown host), or its error.
-        detail: String,
+        /// librdkafka's last complaint (a refused connection, an unknown host), if it made one.
+        detail: Option<String>,
         /// librdkafka's error.
         #[source]
-        source: Cause,
+        source: ClientError,
     },
     /// The brokers refused the client's credentials or TLS handshake.
     #[error("the brokers at {brokers} refused the connection: {reason}")]
@@ -125,7 +127,7 @@ pub enum AdminError {
         topic: String,
         /// The brokers' error.
         #[source]
-        source: Cause,
+        source: ClientError,
     },
     /// The watermarks of a partition could not be read.
     #[error("could not read the offsets of {topic}/{partition}")]
@@ -136,7 +138,7 @@ pub enum AdminError {
         partition: i32,
         /// librdkafka's error.
         #[source]
-        source: Cause,
+        source: ClientError,
     },
     /// A group's committed offsets could not be read.
     #[error("could not read the offsets group `{group}` committed on {brokers}")]
@@ -147,7 +149,7 @@ pub enum AdminError {
         brokers: String,
         /// librdkafka's error.
         #[source]
-        source: Cause,
+        source: ClientError,
     },
     /// The brokers could not describe a group.
     #[error("could not describe group `{group}`")]
@@ -156,7 +158,7 @@ pub enum AdminError {
         group: String,
         /// librdkafka's error.
         #[source]
-        source: Cause,
+        source: ClientError,
     },
     /// A topic could not be created: the source says why (the brokers' error, or the request's).
     #[error("could not create topic `{topic}`")]
@@ -165,7 +167,7 @@ pub enum AdminError {
         topic: String,
         /// The brokers' error.
         #[source]
-        source: Cause,
+        source: ClientError,
     },
     /// A topic was created but the cluster's metadata did not list it, with a leader for each
     /// partition, in time.
@@ -402,7 +404,7 @@ impl Admin {
             Some(code) => {
                 return Err(AdminError::Topic {
                     topic: topic.to_owned(),
-                    source: Box::new(code),
+                    source: ClientError::from(code),
                 })
             }
         }
@@ -423,7 +425,7 @@ impl Admin {
             .map_err(|error| AdminError::Watermarks {
                 topic: topic.to_owned(),
                 partition,
-                source: Box::new(error),
+                source: ClientError::from(error),
             })?;
         Ok(Watermarks { low, high })
     }
@@ -444,7 +446,7 @@ impl Admin {
         if wanted.count() == 0 {
             return Ok(BTreeMap::new());
         }
-        let failed = |source: Cause| AdminError::CommittedOffsets {
+        let failed = |source: ClientError| AdminError::CommittedOffsets {
             group: group.to_owned(),
             brokers: self.options.bootstrap_servers.clone(),
             source,
@@ -471,7 +473,7 @@ impl Admin {
                     tracing::debug!(%error, group, "asking for committed offsets again");
                     std::thread::sleep(Duration::from_millis(100));
                 }
-                Err(error) => return Err(failed(Box::new(error))),
+                Err(error) => return Err(failed(ClientError::from(error))),
             }
         };
         Ok(committed
@@ -496,7 +498,7 @@ impl Admin {
             .fetch_group_list(Some(group), self.options.request_timeout)
             .map_err(|error| AdminError::DescribeGroup {
                 group: group.to_owned(),
-                source: Box::new(error),
+                source: ClientError::from(error),
             })?;
         let Some(found) = list.groups().iter().find(|found| found.name() == group) else {
             return Ok(None);
@@ -560,7 +562,7 @@ impl Admin {
         let results = block_on(admin.create_topics(&new_topics, &options)).map_err(|error| {
             AdminError::CreateTopic {
                 topic: first.name.clone(),
-                source: Box::new(error),
+                source: ClientError::from(error),
             }
         })?;
         let mut created = Vec::new();
@@ -571,7 +573,7 @@ impl Admin {
                 Err((topic, code)) => {
                     return Err(AdminError::CreateTopic {
                         topic,
-                        source: Box::new(code),
+                        source: ClientError::from(code),
                     })
                 }
             }
@@ -665,8 +667,8 @@ impl Admin {
                 AdminError::Unreachable {
                     brokers,
                     timeout: self.options.connect_timeout,
-                    detail: context.last_problem().unwrap_or_else(|| error.to_string()),
-                    source: Box::new(error),
+                    detail: context.last_problem(),
+                    source: ClientError::from(error),
                 }
             })
     }
