@@ -292,6 +292,17 @@ pub struct TopicReader {
     at_end: BTreeSet<i32>,
 }
 
+impl std::fmt::Debug for TopicReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicReader")
+            .field("topic", &self.topic)
+            .field("group", &self.group)
+            .field("partitions", &self.partitions)
+            .field("until_end", &self.until)
+            .finish_non_exhaustive()
+    }
+}
+
 impl TopicReader {
     /// Checks the cluster and the topic, then starts reading: without a group, each
     /// partition at the offset [`ReadFrom`] says; with one, it subscribes.

@@ -325,6 +325,14 @@ pub struct Admin {
     groups: Mutex<BTreeMap<String, Arc<BaseConsumer<QuietContext>>>>,
 }
 
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Admin {
     /// A client for the cluster of `options`. Connects in the background: the first request
     /// says whether the brokers answer.
