@@ -21,6 +21,9 @@
 //! [`TestRecord`]s, [`committed_offset`] reads a group's commit, and [`consumer_config`] holds
 //! consumer settings for quick group joins.
 //!
+//! [`process`] runs a built binary of the workspace (`sluice`, `sluice-lab`) with a deadline
+//! and keeps what it left.
+//!
 //! Tests run with `cargo test` (not nextest): a Kafka cluster is per test binary process.
 //!
 //! A crate of the workspace takes it as a dev-dependency, so only its tests (`tests/`) and
@@ -39,6 +42,7 @@
 mod broker;
 mod clients;
 mod kafka;
+pub mod process;
 mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-
-use super::Run;
+use sluicegate_testing::process::{self, Run};
 
 /// Runs `sluice-lab torture <name> --short --json args...` within `deadline`; returns the run and
 /// its report (the last line of stdout). Fails the test when there is no report or the run
@@ -13,7 +12,7 @@ use super::Run;
 pub fn campaign(name: &str, args: &[&str], deadline: Duration) -> (Run, Value) {
     let mut argv = vec!["torture", name, "--short", "--json"];
     argv.extend_from_slice(args);
-    let run = super::run_with_deadline(&argv, b"", deadline);
+    let run = process::run(super::sluice_lab().args(&argv), b"", deadline);
     let stdout = String::from_utf8_lossy(&run.stdout);
     let line = stdout.lines().last().unwrap_or_else(|| {
         panic!("no report ({:?}): {}", run.status, run.stderr);
