@@ -3,14 +3,14 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use serde::de::DeserializeOwned;
 use sluicegate::pipeline::BoxError;
-use tracing_subscriber::EnvFilter;
 
 use crate::handlers::registry::Registry;
 use crate::handlers::Handler;
-use crate::{config, console, demo, dev_broker, dlq, exit, process, status};
+use crate::tool::{exit, logging};
+use crate::{config, console, demo, dev_broker, dlq, process, status};
 
 /// The `sluice` command line, with the handlers a task's `type` may name.
 ///
@@ -66,11 +66,11 @@ impl Sluice {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let cli = match parse_cli(args) {
+        let cli: Cli = match exit::parse(args) {
             Ok(cli) => cli,
             Err(code) => return code,
         };
-        init_tracing(cli.log_format);
+        logging::init(&cli.globals);
         let registry = &self.registry;
         let outcome = match cli.command {
             Command::Demo(args) => demo::run(args),
@@ -82,7 +82,7 @@ impl Sluice {
             Command::Config(command) => config::run_command(command, registry),
             Command::Status(args) => status::run(args),
         };
-        exit::code(outcome)
+        exit::code("sluice", outcome)
     }
 }
 
@@ -94,21 +94,10 @@ impl Sluice {
                         Logs go to stderr (--log-format json for JSON lines); set RUST_LOG (for example RUST_LOG=sluicegate=info) for more."
 )]
 struct Cli {
-    /// How log lines on stderr look: text for people (coloured on a terminal), or JSON, one
-    /// object per line.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, display_order = 1000)]
-    log_format: LogFormat,
+    #[command(flatten)]
+    globals: logging::GlobalArgs,
     #[command(subcommand)]
     command: Command,
-}
-
-/// The shape of log lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum LogFormat {
-    /// One line of text per event; ANSI colours only when stderr is a terminal.
-    Text,
-    /// One JSON object per line: timestamp, level, target, fields.
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,87 +126,10 @@ enum Command {
     Status(status::StatusArgs),
 }
 
-/// Parses the command line. Help and version print as usual (the status is returned); a
-/// usage error is one line on stderr (`sluice: unexpected argument '--x' found (tip: ...);
-/// try --help`) and exit status 2.
-fn parse_cli<I, T>(args: I) -> Result<Cli, ExitCode>
-where
-    I: IntoIterator<Item = T>,
-    T: Into<OsString> + Clone,
-{
-    use clap::error::ErrorKind;
-    match Cli::try_parse_from(args) {
-        Ok(cli) => Ok(cli),
-        Err(error) => match error.kind() {
-            ErrorKind::DisplayHelp
-            | ErrorKind::DisplayVersion
-            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-                let _ = error.print();
-                Err(ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2)))
-            }
-            _ => {
-                eprintln!("sluice: {}", one_line(&error.render().to_string()));
-                Err(ExitCode::from(2))
-            }
-        },
-    }
-}
-
-/// clap's error text on one line: the message, then its tips in parentheses, without the
-/// usage block.
-fn one_line(rendered: &str) -> String {
-    let mut paragraphs = rendered
-        .split("\n\n")
-        .map(|paragraph| {
-            paragraph
-                .lines()
-                .map(str::trim)
-                .filter(|line| !line.is_empty())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .filter(|paragraph| {
-            !paragraph.is_empty()
-                && !paragraph.starts_with("Usage:")
-                && !paragraph.starts_with("For more information")
-        });
-    let message = paragraphs.next().unwrap_or_default();
-    let mut line = message
-        .strip_prefix("error: ")
-        .unwrap_or(&message)
-        .to_owned();
-    for tip in paragraphs {
-        line.push_str(&format!(" ({tip})"));
-    }
-    line.push_str("; try --help");
-    line
-}
-
-/// Logs to stderr, filtered by `RUST_LOG` (default: warnings and errors), as text or JSON,
-/// with secrets of the configuration hidden. Text is coloured only when stderr is a terminal
-/// and `NO_COLOR` is not set, so a log file holds no escape codes. Only the first call in a
-/// process sets logging up.
-fn init_tracing(format: LogFormat) {
-    use std::io::IsTerminal as _;
-    if crate::LOG_FORMAT.set(format).is_err() {
-        return;
-    }
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| crate::secret::ScrubbingWriter(std::io::stderr()));
-    let _ = match format {
-        LogFormat::Text => {
-            let colour = std::io::stderr().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
-            builder.with_ansi(colour).try_init()
-        }
-        LogFormat::Json => builder.json().try_init(),
-    };
-}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tool::exit::one_line;
 
     /// The one-line rendering of what `argv` fails with.
     fn usage_line(argv: &[&str]) -> String {

@@ -15,11 +15,13 @@ use clap::Args;
 use futures_util::StreamExt as _;
 use sluicegate::{ConsumerEngine, ConsumerOptions, EmbeddedBroker, PartitionStream, StartPosition};
 
-use crate::exit::usage;
-use crate::produce::{self, ProducePlan};
-use crate::progress::{thousands, Progress};
-use crate::topic::{self, PartitionOffsets};
-use crate::{out, payload, rss};
+use crate::out;
+use crate::produce;
+use crate::tool::exit::usage;
+use crate::tool::payload::ProducePlan;
+use crate::tool::progress::{thousands, Progress};
+use crate::tool::topic::{self, PartitionOffsets};
+use crate::tool::{payload, rss};
 
 const TOPIC: &str = "sluice-demo";
 const GROUP: &str = "sluice-demo";

@@ -51,17 +51,13 @@ mod console;
 mod demo;
 mod dev_broker;
 mod dlq;
-mod exit;
 mod handlers;
 mod observe;
-mod payload;
 mod process;
 mod produce;
-mod progress;
-mod rss;
 mod secret;
 mod status;
-mod topic;
+pub mod tool;
 
 pub use app::Sluice;
 pub use handlers::Handler;
@@ -73,24 +69,12 @@ pub use sluicegate::Record;
 /// Writes a line to stdout, returning the I/O error (a broken pipe ends the program quietly)
 /// instead of panicking like `println!`.
 macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        writeln!(std::io::stdout().lock(), $($arg)*)
-    }};
+    ($($arg:tt)*) => {
+        $crate::tool::exit::write_line(format_args!($($arg)*))
+    };
 }
 pub(crate) use out;
-
-/// The log format chosen on the command line, once tracing is set up.
-static LOG_FORMAT: std::sync::OnceLock<app::LogFormat> = std::sync::OnceLock::new();
-
-/// A multi-threaded tokio runtime for the subcommands that need one.
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    use anyhow::Context as _;
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("could not start the async runtime")
-}
+pub(crate) use tool::runtime;
 
 /// The README's code blocks, compiled as doctests so the README cannot drift from the API.
 /// They live in this crate because it sees both the library and the CLI's own API.

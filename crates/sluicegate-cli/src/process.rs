@@ -18,10 +18,10 @@ use tokio::sync::Notify;
 
 use crate::config::{ConfigArgs, TaskPlan};
 use crate::console::stop_on_signal;
-use crate::exit::usage;
 use crate::handlers::registry::Registry;
 use crate::observe;
 use crate::out;
+use crate::tool::exit::usage;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\

@@ -9,11 +9,11 @@ use clap::{Args, Subcommand};
 use super::clients::looks_secret;
 use super::load::{load, SetArgs};
 use super::TaskPlan;
-use crate::exit::usage;
 use crate::handlers::registry::Registry;
 use crate::handlers::spec::HandlerKind;
 use crate::out;
 use crate::secret::scrub;
+use crate::tool::exit::usage;
 
 /// The configuration commands.
 #[derive(Debug, Subcommand)]

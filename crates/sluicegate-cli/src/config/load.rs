@@ -14,8 +14,8 @@ use super::overrides::{self, Override};
 use super::path::{deserialize_all, KeyPath, Lines, Segment};
 use super::resolve::{TaskContext, TaskPlan};
 use super::ConfigFile;
-use crate::exit::usage;
 use crate::handlers::registry::Registry;
+use crate::tool::exit::usage;
 
 /// The configuration file of a command, and the values that override it.
 #[derive(Debug, Clone, Args)]

@@ -22,7 +22,7 @@ use super::json::{Bytes, JsonHeader, JsonRecord};
 use super::lines::LineFormat;
 use super::start::StartFrom;
 use super::{cause, parse_topic, stop_on_signal, ClusterArgs, Separator};
-use crate::exit::usage;
+use crate::tool::exit::usage;
 
 /// How long one poll waits when nothing is left to flush.
 const POLL: Duration = Duration::from_millis(100);

@@ -29,7 +29,7 @@ use sluicegate::admin::{Admin, AdminError, NewTopic};
 use sluicegate::reader::ReadError;
 use sluicegate::ClusterOptions;
 
-use crate::exit::usage;
+use crate::tool::exit::usage;
 
 /// Where the cluster is and how to reach it: the options both commands share.
 #[derive(Debug, Clone, Args)]

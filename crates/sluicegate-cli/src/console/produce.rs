@@ -22,8 +22,8 @@ use tokio::sync::{mpsc, Notify};
 
 use super::lines::LineFormat;
 use super::{parse_topic, show_duration, stop_on_signal, ClusterArgs, Separator};
-use crate::exit::usage;
-use crate::progress::thousands;
+use crate::tool::exit::usage;
+use crate::tool::progress::thousands;
 
 /// Lines per batch handed from the reader thread to the producing task.
 const BATCH_LINES: usize = 1024;

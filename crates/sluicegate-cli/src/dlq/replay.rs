@@ -24,10 +24,10 @@ use super::read::{read, DeadLetter};
 use super::select::Selection;
 use super::TaskArgs;
 use crate::config::TaskPlan;
-use crate::exit::usage;
 use crate::handlers::registry::Registry;
 use crate::out;
-use crate::progress::Progress;
+use crate::tool::exit::usage;
+use crate::tool::progress::Progress;
 
 /// Deliveries awaited at once.
 const IN_FLIGHT: usize = 64;

@@ -1,24 +1,30 @@
-//! Looking at a topic on a broker: its partitions and offsets, a group's committed offsets,
-//! through the library's [`Admin`]. Blocking calls: use them off the async runtime.
+//! A topic on a broker at a glance: its partitions and offsets, a group's committed offsets,
+//! creating it. Shorthands over the library's [`Admin`] with a 10 s timeout and `anyhow`
+//! errors. Blocking calls: use them off the async runtime.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sluicegate::admin::Admin;
+use sluicegate::admin::{Admin, NewTopic};
 use sluicegate::{ClusterOptions, TopicPartition};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The offsets of one partition: the oldest kept (`low`) and the next to be written (`high`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PartitionOffsets {
+    /// The partition.
     pub partition: i32,
+    /// The oldest offset kept.
     pub low: i64,
+    /// The offset the next record gets.
     pub high: i64,
 }
 
 impl PartitionOffsets {
+    /// Records kept: `high - low`.
     pub fn records(&self) -> u64 {
         u64::try_from(self.high - self.low).unwrap_or(0)
     }
@@ -85,4 +91,21 @@ pub fn committed_offsets(
         .into_iter()
         .map(|(at, offset)| (at.partition, offset))
         .collect())
+}
+
+/// Creates `topic` with `partitions` partitions (replication factor 1) through the admin API;
+/// a topic that exists already is left as it is. The embedded broker has no such API: create
+/// its topics with `sluice dev-broker --topic`.
+pub fn create(bootstrap_servers: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    admin(bootstrap_servers)?
+        .create_topics(&[NewTopic::new(topic, partitions).replication_factor(1)])
+        .map_err(|error| {
+            let cause = std::error::Error::source(&error)
+                .map_or_else(|| error.to_string(), ToString::to_string);
+            anyhow::anyhow!(
+                "could not create topic `{topic}` on {bootstrap_servers}: {cause} (the embedded broker has no \
+                 CreateTopics: start it with `sluice dev-broker --topic {topic}:{partitions}`)"
+            )
+        })?;
+    Ok(())
 }
