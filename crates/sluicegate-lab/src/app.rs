@@ -2,12 +2,12 @@
 
 use std::ffi::OsString;
 use std::process::ExitCode;
-use std::sync::OnceLock;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use tracing_subscriber::EnvFilter;
+use clap::{Parser, Subcommand};
+use sluicegate_cli::tool::exit;
+use sluicegate_cli::tool::logging::{self, GlobalArgs};
 
-use crate::{bench, exit, torture};
+use crate::{bench, torture};
 
 /// Sluicegate's benchmarks and reliability campaigns.
 #[derive(Debug, Parser)]
@@ -17,31 +17,10 @@ use crate::{bench, exit, torture};
                         Logs go to stderr (--log-format json for JSON lines); set RUST_LOG (for example RUST_LOG=sluicegate=info) for more."
 )]
 struct Cli {
-    /// How log lines on stderr look: text for people (coloured on a terminal), or JSON, one
-    /// object per line.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, display_order = 1000)]
-    log_format: LogFormat,
+    #[command(flatten)]
+    globals: GlobalArgs,
     #[command(subcommand)]
     command: Command,
-}
-
-/// The shape of log lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum LogFormat {
-    /// One line of text per event; ANSI colours only when stderr is a terminal.
-    Text,
-    /// One JSON object per line: timestamp, level, target, fields.
-    Json,
-}
-
-impl LogFormat {
-    /// The flag's value.
-    fn name(self) -> &'static str {
-        match self {
-            LogFormat::Text => "text",
-            LogFormat::Json => "json",
-        }
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,150 +42,47 @@ enum Command {
     },
 }
 
-/// The log format chosen on the command line, once tracing is set up.
-static LOG_FORMAT: OnceLock<LogFormat> = OnceLock::new();
-
-/// The global flags as given, for child processes of this binary (bench workers, campaign
-/// members, the development broker), so that their log lines look like ours.
-pub fn global_flags() -> [&'static str; 2] {
-    [
-        "--log-format",
-        LOG_FORMAT.get().copied().unwrap_or(LogFormat::Text).name(),
-    ]
-}
-
 /// Runs the command line `args` (the program's name first) and returns the exit status.
-pub fn run<I, T>(args: I) -> ExitCode
-where
-    I: IntoIterator<Item = T>,
-    T: Into<OsString> + Clone,
-{
-    let cli = match parse_cli(args) {
+pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli: Cli = match exit::parse(args) {
         Ok(cli) => cli,
         Err(code) => return code,
     };
     match cli.command {
-        Command::Bench(command) => logged(cli.log_format, || bench::run(command)),
-        Command::Torture(command) => logged(cli.log_format, || torture::run(command)),
+        Command::Bench(command) => logged(&cli.globals, || bench::run(command)),
+        Command::Torture(command) => logged(&cli.globals, || torture::run(command)),
         Command::DevBroker { args } => {
-            // `sluice` sets its own logging up, from the same flag.
-            let argv = [
-                "sluice",
-                "--log-format",
-                cli.log_format.name(),
-                "dev-broker",
-            ]
-            .map(OsString::from)
-            .into_iter()
-            .chain(args);
+            // `sluice` sets its own logging up, from the same flags.
+            let argv = std::iter::once("sluice")
+                .chain(cli.globals.flags())
+                .chain(["dev-broker"])
+                .map(OsString::from)
+                .chain(args);
             sluicegate_cli::Sluice::new().run_from(argv)
         }
     }
 }
 
 /// Sets logging up, runs `work`, and prints its error, if any, once.
-fn logged(format: LogFormat, work: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
-    init_tracing(format);
-    exit::code(work())
-}
-
-/// Parses the command line. Help and version print as usual (the status is returned); a
-/// usage error is one line on stderr (`sluice-lab: unexpected argument '--x' found (tip:
-/// ...); try --help`) and exit status 2.
-fn parse_cli<I, T>(args: I) -> Result<Cli, ExitCode>
-where
-    I: IntoIterator<Item = T>,
-    T: Into<OsString> + Clone,
-{
-    use clap::error::ErrorKind;
-    match Cli::try_parse_from(args) {
-        Ok(cli) => Ok(cli),
-        Err(error) => match error.kind() {
-            ErrorKind::DisplayHelp
-            | ErrorKind::DisplayVersion
-            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-                let _ = error.print();
-                Err(ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2)))
-            }
-            _ => {
-                eprintln!("sluice-lab: {}", one_line(&error.render().to_string()));
-                Err(ExitCode::from(2))
-            }
-        },
-    }
-}
-
-/// clap's error text on one line: the message, then its tips in parentheses, without the
-/// usage block.
-fn one_line(rendered: &str) -> String {
-    let mut paragraphs = rendered
-        .split("\n\n")
-        .map(|paragraph| {
-            paragraph
-                .lines()
-                .map(str::trim)
-                .filter(|line| !line.is_empty())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .filter(|paragraph| {
-            !paragraph.is_empty()
-                && !paragraph.starts_with("Usage:")
-                && !paragraph.starts_with("For more information")
-        });
-    let message = paragraphs.next().unwrap_or_default();
-    let mut line = message
-        .strip_prefix("error: ")
-        .unwrap_or(&message)
-        .to_owned();
-    for tip in paragraphs {
-        line.push_str(&format!(" ({tip})"));
-    }
-    line.push_str("; try --help");
-    line
-}
-
-/// Logs to stderr, filtered by `RUST_LOG` (default: warnings and errors), as text or JSON.
-/// Text is coloured only when stderr is a terminal and `NO_COLOR` is not set, so a log file
-/// holds no escape codes.
-fn init_tracing(format: LogFormat) {
-    use std::io::IsTerminal as _;
-    if LOG_FORMAT.set(format).is_err() {
-        return;
-    }
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => {
-            let colour = std::io::stderr().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
-            builder.with_ansi(colour).try_init()
-        }
-        LogFormat::Json => builder.json().try_init(),
-    };
+fn logged(globals: &GlobalArgs, work: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
+    logging::init(globals);
+    exit::code("sluice-lab", work())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The one-line rendering of what `argv` fails with.
-    fn usage_line(argv: &[&str]) -> String {
-        let error = Cli::try_parse_from(argv).expect_err("a usage error");
-        one_line(&error.render().to_string())
-    }
-
+    /// A misspelt flag gets clap's tip, which `exit::parse` prints on the one line.
     #[test]
-    fn usage_errors_fit_on_one_line() {
-        let line = usage_line(&["sluice-lab", "bench", "consume", "--roundz", "3"]);
-        assert!(!line.contains('\n'), "{line}");
+    fn usage_errors_come_with_tips() {
+        let error = Cli::try_parse_from(["sluice-lab", "bench", "consume", "--roundz", "3"])
+            .expect_err("a usage error");
+        let text = error.render().to_string();
         assert!(
-            line.contains("tip: a similar argument exists: '--rounds'"),
-            "{line}"
+            text.contains("tip: a similar argument exists: '--rounds'"),
+            "{text}"
         );
-        assert!(line.ends_with("; try --help"), "{line}");
     }
 
     #[test]
@@ -221,7 +97,7 @@ mod tests {
             "t:2",
         ])
         .expect("parses");
-        assert_eq!(cli.log_format, LogFormat::Json);
+        assert_eq!(cli.globals.flags(), ["--log-format", "json"]);
         let Command::DevBroker { args } = cli.command else {
             panic!("not dev-broker: {:?}", cli.command);
         };

@@ -31,12 +31,7 @@
 mod app;
 mod bench;
 mod dice;
-mod exit;
-mod payload;
 mod produce;
-mod progress;
-mod rss;
-mod topic;
 mod torture;
 
 /// `sluice-lab` uses the same allocator as `sluice`, so that its figures are the product's.
@@ -50,18 +45,9 @@ fn main() -> std::process::ExitCode {
 /// Writes a line to stdout, returning the I/O error (a broken pipe ends the program quietly)
 /// instead of panicking like `println!`.
 macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        writeln!(std::io::stdout().lock(), $($arg)*)
-    }};
+    ($($arg:tt)*) => {
+        sluicegate_cli::tool::exit::write_line(format_args!($($arg)*))
+    };
 }
 pub(crate) use out;
-
-/// A multi-threaded tokio runtime for the subcommands that need one.
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    use anyhow::Context as _;
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("could not start the async runtime")
-}
+pub(crate) use sluicegate_cli::tool::runtime;

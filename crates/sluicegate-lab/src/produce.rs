@@ -1,5 +1,6 @@
-//! Filling a topic with sequence-numbered records, as fast as librdkafka's producer goes: a
-//! plain rdkafka producer, so a bench's topic is filled the same way whatever it measures.
+//! Filling a topic with sequence-numbered records (a [`ProducePlan`]), as fast as librdkafka's
+//! producer goes: a plain rdkafka producer, so a bench's topic is filled the same way whatever
+//! it measures. (`sluice demo` fills through the library's producer instead.)
 //!
 //! Blocking: run it on a thread of its own (or `spawn_blocking`), never on a runtime worker.
 
@@ -13,32 +14,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 
-use crate::payload;
-
-/// What to produce: `counts[i]` records to partition `partitions[i]`, numbered from
-/// `first_sequence` on, interleaved over the partitions.
-#[derive(Debug, Clone)]
-pub struct ProducePlan {
-    pub bootstrap_servers: String,
-    pub topic: String,
-    /// (partition, records to add to it).
-    pub partitions: Vec<(i32, u64)>,
-    pub first_sequence: u64,
-    pub record_bytes: usize,
-}
-
-impl ProducePlan {
-    /// Records the plan produces.
-    pub fn total(&self) -> u64 {
-        self.partitions.iter().map(|(_, count)| count).sum()
-    }
-}
-
-/// How producing went.
-#[derive(Debug, Clone, Copy)]
-pub struct ProduceReport {
-    pub delivered: u64,
-}
+use sluicegate_cli::tool::payload::{self, ProducePlan, ProduceReport};
 
 /// Counts delivery reports.
 #[derive(Default)]
@@ -86,24 +62,17 @@ pub fn produce(
         .set("message.timeout.ms", "120000")
         .create_with_context(Deliveries::default())
         .context("could not create the producer")?;
+    let started = Instant::now();
     let mut last_report = Instant::now();
     let mut value = Vec::with_capacity(plan.record_bytes);
-    let mut remaining: Vec<(i32, u64)> = plan.partitions.clone();
-    remaining.retain(|(_, left)| *left > 0);
-    let mut sequence = plan.first_sequence;
-    while !remaining.is_empty() {
-        for (partition, left) in remaining.iter_mut() {
-            payload::fill(&mut value, sequence, plan.record_bytes);
-            send(&producer, &plan.topic, *partition, &value)?;
-            sequence += 1;
-            *left -= 1;
-            if last_report.elapsed() >= Duration::from_millis(100) {
-                producer.poll(Duration::ZERO);
-                on_progress(producer.context().delivered.load(Ordering::Relaxed));
-                last_report = Instant::now();
-            }
+    for (partition, sequence) in plan.records() {
+        payload::fill(&mut value, sequence, plan.record_bytes);
+        send(&producer, &plan.topic, partition, &value)?;
+        if last_report.elapsed() >= Duration::from_millis(100) {
+            producer.poll(Duration::ZERO);
+            on_progress(producer.context().delivered.load(Ordering::Relaxed));
+            last_report = Instant::now();
         }
-        remaining.retain(|(_, left)| *left > 0);
     }
     let total = plan.total();
     loop {
@@ -131,7 +100,10 @@ pub fn produce(
             plan.topic
         );
     }
-    Ok(ProduceReport { delivered })
+    Ok(ProduceReport {
+        delivered,
+        elapsed: started.elapsed(),
+    })
 }
 
 /// Enqueues one record, serving delivery reports while the local queue is full.

@@ -30,8 +30,9 @@ use super::{
     fresh_group, prepare_topic, print_json, spawn_worker, GroupTimeouts, Property, WorkerTarget,
     RSS_SCOPE,
 };
-use crate::progress::{thousands, Timed};
-use crate::{out, rss, topic};
+use crate::out;
+use sluicegate_cli::tool::progress::{thousands, Timed};
+use sluicegate_cli::tool::{rss, topic};
 
 /// Interval between samples of RSS and engine counters.
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);

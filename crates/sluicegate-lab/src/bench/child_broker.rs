@@ -32,7 +32,7 @@ impl ChildBroker {
         let exe = std::env::current_exe().context("could not find the sluice-lab executable")?;
         let mut command = Command::new(&exe);
         command
-            .args(crate::app::global_flags())
+            .args(sluicegate_cli::tool::logging::global_flags())
             .args([
                 "dev-broker",
                 "--print-bootstrap-only",

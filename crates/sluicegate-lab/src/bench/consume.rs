@@ -32,9 +32,10 @@ use super::{
     filled_topic, fresh_group, median, per_second, print_json, spawn_worker, FilledTopic,
     GroupTimeouts, Property, WorkerTarget, RSS_SCOPE, STALL_TIMEOUT,
 };
-use crate::progress::{thousands, Progress};
-use crate::topic::{self, PartitionOffsets};
-use crate::{out, rss};
+use crate::out;
+use sluicegate_cli::tool::progress::{thousands, Progress};
+use sluicegate_cli::tool::rss;
+use sluicegate_cli::tool::topic::{self, PartitionOffsets};
 
 /// The baseline's librdkafka tuning: no backoff between fetches and a prefetch queue deep
 /// enough that the fetcher never waits for the application.

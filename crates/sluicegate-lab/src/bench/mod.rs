@@ -21,13 +21,13 @@ use clap::{Args, Subcommand};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::exit::usage;
 use crate::out;
-use crate::produce::ProducePlan;
-use crate::progress::{thousands, Progress};
-use crate::topic::{self, PartitionOffsets};
-use crate::{payload, rss};
 use child_broker::BenchBroker;
+use sluicegate_cli::tool::exit::usage;
+use sluicegate_cli::tool::payload::ProducePlan;
+use sluicegate_cli::tool::progress::{thousands, Progress};
+use sluicegate_cli::tool::topic::{self, PartitionOffsets};
+use sluicegate_cli::tool::{payload, rss};
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -361,7 +361,7 @@ pub fn print_json(report: &impl Serialize) -> anyhow::Result<()> {
 pub fn spawn_worker<T: DeserializeOwned>(args: &[String]) -> anyhow::Result<T> {
     let exe = std::env::current_exe().context("could not find the sluice-lab executable")?;
     let output = Command::new(&exe)
-        .args(crate::app::global_flags())
+        .args(sluicegate_cli::tool::logging::global_flags())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -41,8 +41,9 @@ use super::child_broker::BenchBroker;
 use super::{
     ensure_topic, median, per_second, print_json, spawn_worker, Property, RSS_SCOPE, STALL_TIMEOUT,
 };
-use crate::progress::{thousands, Progress};
-use crate::{out, payload, rss};
+use crate::out;
+use sluicegate_cli::tool::progress::{thousands, Progress};
+use sluicegate_cli::tool::{payload, rss};
 
 /// The librdkafka properties Sluicegate's producer sets with default options
 /// (`ResolvedOptions::client_config` in `crates/sluicegate/src/producer/options.rs`), given to

@@ -17,8 +17,8 @@ use super::workload::{self, Workload};
 use super::{CampaignArgs, CampaignReport};
 use crate::bench::child_broker::BenchBroker;
 use crate::dice::Dice;
-use crate::progress::thousands;
-use crate::topic;
+use sluicegate_cli::tool::progress::thousands;
+use sluicegate_cli::tool::topic;
 
 /// Flags of the group campaigns besides their sizes.
 #[derive(Debug, Clone, Args)]

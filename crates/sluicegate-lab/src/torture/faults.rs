@@ -38,9 +38,9 @@ use tokio::sync::watch;
 
 use super::ledger::{tally, KeyedProducer, Ledger, RecordId};
 use super::{CampaignArgs, CampaignReport};
-use crate::exit::usage;
-use crate::progress::thousands;
-use crate::{rss, topic};
+use sluicegate_cli::tool::exit::usage;
+use sluicegate_cli::tool::progress::thousands;
+use sluicegate_cli::tool::{rss, topic};
 
 /// How many requests of a kind fail while a request-error fault lasts: more than a client
 /// sends in any window, so the window's end (clearing the stack) ends the fault.

@@ -75,7 +75,7 @@ impl Group {
             File::create(&log).with_context(|| format!("could not create {}", log.display()))?;
         let exe = std::env::current_exe().context("could not find the sluice-lab executable")?;
         let mut child = Command::new(&exe)
-            .args(crate::app::global_flags())
+            .args(sluicegate_cli::tool::logging::global_flags())
             .args(["torture", "member", "--journal"])
             .arg(&journal)
             .args(&self.member_args)

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use super::commits;
 use super::journal::{now_us, Handled, JournalWriter};
 use super::workload::decode;
-use crate::rss;
+use sluicegate_cli::tool::rss;
 
 /// The ordering mode the group processes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -35,8 +35,8 @@ use tokio::sync::watch;
 use super::faults::wait_until;
 use super::ledger::{tally, KeyedProducer, Ledger, RecordId};
 use super::{CampaignArgs, CampaignReport};
-use crate::progress::thousands;
-use crate::{rss, topic};
+use sluicegate_cli::tool::progress::thousands;
+use sluicegate_cli::tool::{rss, topic};
 
 /// How long the end of the run waits for the last records to be handled or failed.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);

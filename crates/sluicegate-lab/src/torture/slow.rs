@@ -33,8 +33,9 @@ use sluicegate::pipeline::{Message, Pipeline, ProcessingOrder};
 use sluicegate::{ConsumerEngine, ConsumerOptions, Offset};
 
 use super::{CampaignArgs, CampaignReport};
-use crate::progress::thousands;
-use crate::{bench, rss, topic};
+use crate::bench;
+use sluicegate_cli::tool::progress::thousands;
+use sluicegate_cli::tool::{rss, topic};
 
 /// Interval between samples of RSS and held records.
 const SAMPLE_EVERY: Duration = Duration::from_millis(50);

@@ -30,8 +30,8 @@ use serde::ser::SerializeMap as _;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::out;
-use crate::progress::thousands;
-use crate::rss::mib;
+use sluicegate_cli::tool::progress::thousands;
+use sluicegate_cli::tool::rss::mib;
 
 /// The outcome of one campaign; see the module docs for what each figure means.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,9 +10,9 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use sluicegate::EmbeddedBroker;
 
 use crate::bench::wait_for_topic;
-use crate::exit::usage;
-use crate::progress::thousands;
-use crate::{payload, topic};
+use sluicegate_cli::tool::exit::usage;
+use sluicegate_cli::tool::progress::thousands;
+use sluicegate_cli::tool::{payload, topic};
 
 /// Makes sure `name` exists with one partition holding exactly `records` records, record `i`
 /// keyed `i % keys`; returns the offset of record 0.

@@ -27,9 +27,10 @@ use super::precise_timer::{PreciseTimer, TimerHandle};
 use super::{engine_options, wait_until_done, PipelineArgs};
 use crate::bench::{fresh_group, per_second};
 use crate::dice::Dice;
-use crate::exit::usage;
-use crate::progress::{thousands, Progress};
-use crate::{out, payload, rss};
+use crate::out;
+use sluicegate_cli::tool::exit::usage;
+use sluicegate_cli::tool::progress::{thousands, Progress};
+use sluicegate_cli::tool::{payload, rss};
 
 /// Share of the ideal that key order with every record's own key, and unordered, must reach.
 const LATENCY_GOAL: f64 = 0.90;

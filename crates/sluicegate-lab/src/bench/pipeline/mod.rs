@@ -24,7 +24,7 @@ use sluicegate::{ConsumerOptions, StartPosition};
 use tokio::sync::Notify;
 
 use super::{print_json, GroupTimeouts, RSS_SCOPE, STALL_TIMEOUT};
-use crate::exit::usage;
+use sluicegate_cli::tool::exit::usage;
 
 pub use noop::{run_worker, PipelineWorkerArgs};
 

@@ -21,9 +21,10 @@ use crate::bench::{
     filled_topic, fresh_group, median, per_second, print_json, spawn_worker, FilledTopic,
     GroupTimeouts, WorkerTarget, RSS_SCOPE,
 };
-use crate::progress::{thousands, Progress};
-use crate::topic::{self, PartitionOffsets};
-use crate::{out, rss};
+use crate::out;
+use sluicegate_cli::tool::progress::{thousands, Progress};
+use sluicegate_cli::tool::rss;
+use sluicegate_cli::tool::topic::{self, PartitionOffsets};
 
 /// Share of the plain loop's records/s the no-op pipeline must reach.
 const NOOP_GOAL: f64 = 0.85;
