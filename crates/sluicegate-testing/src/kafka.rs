@@ -41,6 +41,7 @@ pub struct KafkaSetup {
     listeners: Vec<(String, String)>,
     properties: Vec<(String, String)>,
     scram: Vec<String>,
+    respawn: bool,
 }
 
 impl KafkaSetup {
@@ -71,6 +72,24 @@ impl KafkaSetup {
     /// A broker property, added to (or overriding) those `scripts/kafka` writes.
     pub fn property(mut self, key: &str, value: impl Into<String>) -> KafkaSetup {
         self.properties.push((key.to_owned(), value.into()));
+        self
+    }
+
+    /// Group timings short enough for tests under the consumer group protocol (KIP-848),
+    /// whose session timeout and heartbeat interval the broker sets: heartbeats every 500 ms,
+    /// a session of 6 s (the classic protocol's minimum session timeout, also 6 s, stays).
+    pub fn quick_groups(self) -> KafkaSetup {
+        self.property("group.consumer.min.heartbeat.interval.ms", "500")
+            .property("group.consumer.heartbeat.interval.ms", "500")
+            .property("group.consumer.min.session.timeout.ms", "6000")
+            .property("group.consumer.session.timeout.ms", "6000")
+    }
+
+    /// A node that stops (a failover test kills it) is started again at once on its storage
+    /// (`scripts/kafka start --respawn`); each node's pid is in
+    /// [`KafkaCluster::cluster_dir`]`/node-N/pid`.
+    pub fn respawn(mut self) -> KafkaSetup {
+        self.respawn = true;
         self
     }
 
@@ -135,6 +154,9 @@ impl KafkaCluster {
         for spec in &setup.scram {
             command.arg("--scram").arg(spec);
         }
+        if setup.respawn {
+            command.arg("--respawn");
+        }
         let watchdog = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -187,12 +209,18 @@ impl KafkaCluster {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// The directory `scripts/kafka start --dir` was given: `node-N/kafka.log`, `node-N/pid`.
+    pub fn cluster_dir(&self) -> PathBuf {
+        self.dir.join("cluster")
+    }
 }
 
 /// The single-node Apache Kafka of this test binary, started on first use.
 ///
 /// Topics are not created automatically (`auto.create.topics.enable=false`), so a test sees a
 /// missing topic as users with that setting do, and topics a component creates are its own.
+/// Groups of the consumer protocol get test timings ([`KafkaSetup::quick_groups`]).
 ///
 /// # Panics
 ///
@@ -202,7 +230,9 @@ pub fn kafka() -> &'static KafkaCluster {
     static KAFKA: OnceLock<Result<KafkaCluster, String>> = OnceLock::new();
     started(KAFKA.get_or_init(|| {
         KafkaCluster::start(
-            &KafkaSetup::single_node().property("auto.create.topics.enable", "false"),
+            &KafkaSetup::single_node()
+                .property("auto.create.topics.enable", "false")
+                .quick_groups(),
         )
     }))
 }
@@ -217,7 +247,9 @@ pub fn kafka_three_nodes() -> &'static KafkaCluster {
     static KAFKA: OnceLock<Result<KafkaCluster, String>> = OnceLock::new();
     started(KAFKA.get_or_init(|| {
         KafkaCluster::start(
-            &KafkaSetup::three_nodes().property("auto.create.topics.enable", "false"),
+            &KafkaSetup::three_nodes()
+                .property("auto.create.topics.enable", "false")
+                .quick_groups(),
         )
     }))
 }

@@ -40,6 +40,7 @@
 pub mod admin;
 mod client_error;
 mod cluster;
+mod commit_stamp;
 pub mod embedded;
 pub mod metrics;
 mod offsets;
@@ -58,8 +59,8 @@ pub use cluster::ClusterOptions;
 pub use embedded::{EmbeddedBroker, EmbeddedBrokerError};
 pub use offsets::{OffsetTracker, TrackerError};
 pub use options::{
-    AssignmentStrategy, CommitStrategy, ConsumerOptions, OptionsError, PartitionLifecycle,
-    StartPosition,
+    AssignmentStrategy, CommitStrategy, ConsumerOptions, GroupProtocol, OptionsError,
+    PartitionLifecycle, RemoteAssignor, StartPosition,
 };
 pub use record::{Header, Offset, Record, TimestampType, TopicPartition};
 pub use source::{

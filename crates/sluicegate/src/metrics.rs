@@ -41,6 +41,13 @@ pub const HANDLER_DURATION: &str = "sluice_handler_duration_seconds";
 pub const REBALANCES: &str = "sluice_rebalances_total";
 /// Partitions currently assigned to this process (gauge; `group`).
 pub const ASSIGNED_PARTITIONS: &str = "sluice_assigned_partitions";
+/// Partitions whose final commit (on revoke or shutdown) the broker refused within the drain
+/// timeout, so their records after the last commit are delivered again (counter; `group`,
+/// `reason`: `revoke` or `shutdown`).
+pub const FINAL_COMMITS_REFUSED: &str = "sluice_final_commits_refused_total";
+/// 1 while a partition has work and made no progress for the stall timeout, else 0 (gauge;
+/// `group`, `topic`, `partition`).
+pub const PARTITION_STALLED: &str = "sluice_partition_stalled";
 /// Records a producer holds: buffered or sent and not yet acknowledged (gauge).
 pub const PRODUCER_QUEUE_DEPTH: &str = "sluice_producer_queue_depth";
 /// Records a producer failed to deliver (counter; `topic`).
@@ -93,6 +100,14 @@ pub fn describe() {
     );
     describe_counter!(REBALANCES, "Rebalance events members went through.");
     describe_gauge!(ASSIGNED_PARTITIONS, "Partitions currently assigned.");
+    describe_counter!(
+        FINAL_COMMITS_REFUSED,
+        "Partitions whose final commit on revoke or shutdown was refused."
+    );
+    describe_gauge!(
+        PARTITION_STALLED,
+        "1 while a partition has work and made no progress for the stall timeout."
+    );
     describe_gauge!(
         PRODUCER_QUEUE_DEPTH,
         "Records a producer holds: buffered or awaiting acknowledgement."

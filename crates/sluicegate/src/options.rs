@@ -1,6 +1,6 @@
 //! Consumer engine options: named settings with defaults, validated before connecting.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +44,44 @@ pub enum AssignmentStrategy {
     Eager,
 }
 
+/// Which consumer group protocol the members speak.
+///
+/// ```
+/// use sluicegate::{ConsumerOptions, GroupProtocol, RemoteAssignor};
+///
+/// let options = ConsumerOptions::new("127.0.0.1:9092", "billing", ["orders"])
+///     .group_protocol(GroupProtocol::Consumer)
+///     .remote_assignor(RemoteAssignor::Uniform);
+/// assert!(options.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum GroupProtocol {
+    /// The original protocol (`group.protocol=classic`): the members agree on an assignment
+    /// through a leader, with the client's session timeout, heartbeat interval and
+    /// [`AssignmentStrategy`].
+    #[default]
+    Classic,
+    /// The consumer group protocol of KIP-848 (`group.protocol=consumer`, Apache Kafka 4.0 and
+    /// later): the broker assigns partitions and sets the session timeout and heartbeat
+    /// interval itself (`group.consumer.*` broker settings), so setting
+    /// [`session_timeout`](ConsumerOptions::session_timeout),
+    /// [`heartbeat_interval`](ConsumerOptions::heartbeat_interval) or
+    /// [`assignment_strategy`](ConsumerOptions::assignment_strategy) fails validation.
+    /// Rebalances are always incremental.
+    Consumer,
+}
+
+/// The broker-side assignor of [`GroupProtocol::Consumer`] (`group.remote.assignor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RemoteAssignor {
+    /// Spreads partitions evenly and keeps them where they are when it can.
+    Uniform,
+    /// Co-partitions topics: partition N of every topic goes to the same member.
+    Range,
+}
+
 /// Callbacks run when partitions are assigned to or revoked from a group member.
 ///
 /// They run on the member's poll thread, so they must return quickly and must not block.
@@ -84,7 +122,22 @@ const MANAGED_PROPERTIES: &[(&str, &str)] = &[
     ("partition.assignment.strategy", "assignment_strategy"),
     ("enable.partition.eof", "(nothing: the engine needs it off)"),
     ("statistics.interval.ms", "statistics_interval"),
+    ("group.protocol", "group_protocol"),
+    ("group.remote.assignor", "remote_assignor"),
+    ("group.instance.id", "group_instance_id"),
 ];
+
+/// librdkafka properties that only the classic group protocol reads; under
+/// [`GroupProtocol::Consumer`] the broker decides them.
+const CLASSIC_ONLY_PROPERTIES: &[&str] = &[
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "partition.assignment.strategy",
+    "group.protocol.type",
+];
+
+/// What [`ConsumerOptions::group_instance_id`] may contain besides Kafka's id characters.
+const INSTANCE_ID_PLACEHOLDERS: &[&str] = &["{member}", "{stage}"];
 
 /// Options of a [`ConsumerEngine`](crate::ConsumerEngine).
 ///
@@ -117,6 +170,16 @@ pub struct ConsumerOptions {
     pub(crate) connect_timeout: Duration,
     pub(crate) statistics_interval: Duration,
     pub(crate) assignment_strategy: AssignmentStrategy,
+    pub(crate) group_protocol: GroupProtocol,
+    pub(crate) remote_assignor: Option<RemoteAssignor>,
+    pub(crate) group_instance_id: Option<String>,
+    /// The retry stage this engine reads, for `{stage}` in the instance id (0 for an engine
+    /// of its own; a retry task sets it per stage).
+    pub(crate) stage: usize,
+    pub(crate) stall_timeout: Duration,
+    /// Classic-protocol settings the application set itself (their option names), refused
+    /// under the consumer protocol.
+    pub(crate) classic_settings: BTreeSet<&'static str>,
     pub(crate) librdkafka: BTreeMap<String, String>,
     pub(crate) lifecycle: Option<Arc<dyn PartitionLifecycle>>,
 }
@@ -141,6 +204,10 @@ impl fmt::Debug for ConsumerOptions {
             .field("connect_timeout", &self.connect_timeout)
             .field("statistics_interval", &self.statistics_interval)
             .field("assignment_strategy", &self.assignment_strategy)
+            .field("group_protocol", &self.group_protocol)
+            .field("remote_assignor", &self.remote_assignor)
+            .field("group_instance_id", &self.group_instance_id)
+            .field("stall_timeout", &self.stall_timeout)
             .field(
                 "librdkafka_keys",
                 &self.librdkafka.keys().collect::<Vec<_>>(),
@@ -153,6 +220,10 @@ impl ConsumerOptions {
     /// The group heartbeat interval unless [`heartbeat_interval`](Self::heartbeat_interval)
     /// says otherwise: librdkafka's 3 s.
     pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
+
+    /// How long a partition may have records to process and make no progress before it is
+    /// reported stalled, unless [`stall_timeout`](Self::stall_timeout) says otherwise: 5 min.
+    pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(300);
 
     /// Options for one consumer group reading `topics` from the brokers in
     /// `bootstrap_servers` (comma separated `host:port`), with every other setting at its
@@ -183,6 +254,12 @@ impl ConsumerOptions {
             connect_timeout: Duration::from_secs(30),
             statistics_interval: Duration::from_secs(5),
             assignment_strategy: AssignmentStrategy::default(),
+            group_protocol: GroupProtocol::default(),
+            remote_assignor: None,
+            group_instance_id: None,
+            stage: 0,
+            stall_timeout: Self::DEFAULT_STALL_TIMEOUT,
+            classic_settings: BTreeSet::new(),
             librdkafka: BTreeMap::new(),
             lifecycle: None,
         }
@@ -201,15 +278,19 @@ impl ConsumerOptions {
         self
     }
 
-    /// Group session timeout (default 45 s).
+    /// Group session timeout (default 45 s). Classic protocol only: under
+    /// [`GroupProtocol::Consumer`] the broker's `group.consumer.session.timeout.ms` applies.
     pub fn session_timeout(mut self, timeout: Duration) -> Self {
         self.session_timeout = timeout;
+        self.classic_settings.insert("session_timeout");
         self
     }
 
-    /// Group heartbeat interval; must be below the session timeout (default 3 s).
+    /// Group heartbeat interval; must be below the session timeout (default 3 s). Classic
+    /// protocol only, like [`session_timeout`](Self::session_timeout).
     pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
         self.heartbeat_interval = interval;
+        self.classic_settings.insert("heartbeat_interval");
         self
     }
 
@@ -268,10 +349,71 @@ impl ConsumerOptions {
         self
     }
 
-    /// Partition assignment strategy (default cooperative-sticky).
+    /// Partition assignment strategy (default cooperative-sticky). Classic protocol only:
+    /// under [`GroupProtocol::Consumer`] the broker assigns (see
+    /// [`remote_assignor`](Self::remote_assignor)).
     pub fn assignment_strategy(mut self, strategy: AssignmentStrategy) -> Self {
         self.assignment_strategy = strategy;
+        self.classic_settings.insert("assignment_strategy");
         self
+    }
+
+    /// The group protocol (default [`GroupProtocol::Classic`]).
+    pub fn group_protocol(mut self, protocol: GroupProtocol) -> Self {
+        self.group_protocol = protocol;
+        self
+    }
+
+    /// The broker-side assignor under [`GroupProtocol::Consumer`] (default: the broker's
+    /// choice, `group.consumer.assignors`); refused under the classic protocol.
+    pub fn remote_assignor(mut self, assignor: RemoteAssignor) -> Self {
+        self.remote_assignor = Some(assignor);
+        self
+    }
+
+    /// Static membership (KIP-345): each member joins with a fixed id, so a member that
+    /// restarts within the session timeout gets its partitions back without a rebalance of
+    /// the others. A static member does not leave the group when it shuts down: its
+    /// partitions wait for it until the session timeout ends.
+    ///
+    /// The id may hold `{member}`, the index of the member in this engine (from 0), which it
+    /// must when [`members`](Self::members) is above 1, since ids are unique in a group; and
+    /// `{stage}`, the retry stage the engine reads (0 outside a
+    /// [`RetryTask`](crate::retry::RetryTask)). Without placeholders, an id is at most 249
+    /// characters of `a-z A-Z 0-9 . _ -`. Give each process its own id (a host name,
+    /// a pod name): two live members with one id fence each other off.
+    ///
+    /// ```
+    /// use sluicegate::ConsumerOptions;
+    ///
+    /// let options = ConsumerOptions::new("127.0.0.1:9092", "billing", ["orders"])
+    ///     .members(2)
+    ///     .group_instance_id("billing-host-7-{member}");
+    /// assert!(options.validate().is_ok());
+    /// ```
+    pub fn group_instance_id(mut self, id: impl Into<String>) -> Self {
+        self.group_instance_id = Some(id.into());
+        self
+    }
+
+    /// How long a partition may have work (records unacknowledged, buffered, or not yet
+    /// fetched below the end offset) without any record delivered or acknowledged before it
+    /// is reported stalled: a warning in the log, the `sluice_partition_stalled` gauge at 1,
+    /// and [`Readiness`](crate::Readiness) not ready until it moves again (default 5 min;
+    /// zero turns the watch off). It is checked on each round of librdkafka statistics, so
+    /// it needs [`statistics_interval`](Self::statistics_interval) above zero.
+    pub fn stall_timeout(mut self, timeout: Duration) -> Self {
+        self.stall_timeout = timeout;
+        self
+    }
+
+    /// The instance id of member `index`, placeholders filled in.
+    pub(crate) fn instance_id_of(&self, index: usize) -> Option<String> {
+        self.group_instance_id.as_ref().map(|template| {
+            template
+                .replace("{member}", &index.to_string())
+                .replace("{stage}", &self.stage.to_string())
+        })
     }
 
     /// Passes a librdkafka property through unchanged (security settings, tuning). Properties
@@ -318,6 +460,8 @@ impl ConsumerOptions {
             return Err(OptionsError::new("members", "must be between 1 and 256"));
         }
         let ms = |d: Duration| d.as_millis();
+        self.validate_group_protocol()?;
+        self.validate_instance_id()?;
         if !(1_000..=3_600_000).contains(&ms(self.session_timeout)) {
             return Err(OptionsError::new(
                 "session_timeout",
@@ -330,11 +474,18 @@ impl ConsumerOptions {
                 "must be above zero and below session_timeout",
             ));
         }
-        if self.max_poll_interval < self.session_timeout || ms(self.max_poll_interval) > 86_400_000
+        let classic = self.group_protocol == GroupProtocol::Classic;
+        if (classic && self.max_poll_interval < self.session_timeout)
+            || ms(self.max_poll_interval) < 1_000
+            || ms(self.max_poll_interval) > 86_400_000
         {
             return Err(OptionsError::new(
                 "max_poll_interval",
-                "must be at least session_timeout and at most 24 h",
+                if classic {
+                    "must be at least session_timeout and at most 24 h"
+                } else {
+                    "must be between 1 s and 24 h"
+                },
             ));
         }
         if ms(self.commit_interval) == 0 {
@@ -377,6 +528,84 @@ impl ConsumerOptions {
                     "must not be empty",
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+impl ConsumerOptions {
+    /// Settings that only one group protocol reads are refused under the other.
+    fn validate_group_protocol(&self) -> Result<(), OptionsError> {
+        match self.group_protocol {
+            GroupProtocol::Classic => {
+                if self.remote_assignor.is_some() {
+                    return Err(OptionsError::new(
+                        "remote_assignor",
+                        "applies to group_protocol consumer only; the classic protocol uses assignment_strategy",
+                    ));
+                }
+            }
+            GroupProtocol::Consumer => {
+                // The session timeout first: a heartbeat interval may have been derived from it.
+                let classic_only = [
+                    "session_timeout",
+                    "heartbeat_interval",
+                    "assignment_strategy",
+                ];
+                if let Some(key) = classic_only
+                    .into_iter()
+                    .find(|key| self.classic_settings.contains(key))
+                {
+                    return Err(OptionsError::new(
+                        key,
+                        "does not apply to group_protocol consumer: the broker decides it (group.consumer.* broker settings)",
+                    ));
+                }
+                if let Some(key) = self
+                    .librdkafka
+                    .keys()
+                    .find(|key| CLASSIC_ONLY_PROPERTIES.contains(&key.as_str()))
+                {
+                    return Err(OptionsError::new(
+                        format!("librdkafka.{key}"),
+                        "does not apply to group_protocol consumer: the broker decides it (group.consumer.* broker settings)",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A static member's id: Kafka's id characters around known placeholders, and one id per
+    /// member.
+    fn validate_instance_id(&self) -> Result<(), OptionsError> {
+        let Some(template) = &self.group_instance_id else {
+            return Ok(());
+        };
+        let filled = INSTANCE_ID_PLACEHOLDERS
+            .iter()
+            .fold(template.clone(), |id, placeholder| {
+                id.replace(placeholder, "0")
+            });
+        let valid_chars = filled
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if filled.is_empty() || filled.len() > 249 || !valid_chars {
+            return Err(OptionsError::new(
+                "group_instance_id",
+                format!(
+                    "`{template}` is not a valid id: 1-249 characters of a-z A-Z 0-9 . _ -, with `{{member}}` and `{{stage}}` as the only placeholders"
+                ),
+            ));
+        }
+        if self.members > 1 && !template.contains("{member}") {
+            return Err(OptionsError::new(
+                "group_instance_id",
+                format!(
+                    "with {} members each needs its own id: put `{{member}}` in it",
+                    self.members
+                ),
+            ));
         }
         Ok(())
     }
@@ -465,6 +694,74 @@ mod tests {
         assert_eq!(
             key_of(valid().librdkafka("security.protocol", "")),
             "librdkafka.security.protocol"
+        );
+    }
+
+    #[test]
+    fn settings_of_the_other_group_protocol_are_named() {
+        let consumer = || valid().group_protocol(GroupProtocol::Consumer);
+        consumer().validate().unwrap();
+        consumer()
+            .remote_assignor(RemoteAssignor::Range)
+            .max_poll_interval(Duration::from_secs(2))
+            .validate()
+            .unwrap();
+        assert_eq!(
+            key_of(consumer().session_timeout(Duration::from_secs(10))),
+            "session_timeout"
+        );
+        assert_eq!(
+            key_of(consumer().heartbeat_interval(Duration::from_secs(1))),
+            "heartbeat_interval"
+        );
+        assert_eq!(
+            key_of(consumer().assignment_strategy(AssignmentStrategy::Eager)),
+            "assignment_strategy"
+        );
+        assert_eq!(
+            key_of(consumer().librdkafka("session.timeout.ms", "10000")),
+            "librdkafka.session.timeout.ms"
+        );
+        assert_eq!(
+            key_of(valid().remote_assignor(RemoteAssignor::Uniform)),
+            "remote_assignor"
+        );
+        assert_eq!(
+            key_of(valid().librdkafka("group.protocol", "consumer")),
+            "librdkafka.group.protocol"
+        );
+        // The classic protocol takes its own settings as before.
+        valid()
+            .session_timeout(Duration::from_secs(10))
+            .assignment_strategy(AssignmentStrategy::Eager)
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn instance_ids_are_checked_and_filled_in_per_member() {
+        let options = valid()
+            .members(3)
+            .group_instance_id("host-a.{stage}-{member}");
+        options.validate().unwrap();
+        assert_eq!(options.instance_id_of(2).as_deref(), Some("host-a.0-2"));
+        assert_eq!(valid().instance_id_of(0), None);
+        assert_eq!(
+            key_of(valid().members(2).group_instance_id("host-a")),
+            "group_instance_id"
+        );
+        assert_eq!(
+            key_of(valid().group_instance_id("host {member}")),
+            "group_instance_id"
+        );
+        assert_eq!(
+            key_of(valid().group_instance_id("{hostname}")),
+            "group_instance_id"
+        );
+        assert_eq!(key_of(valid().group_instance_id("")), "group_instance_id");
+        assert_eq!(
+            key_of(valid().librdkafka("group.instance.id", "x")),
+            "librdkafka.group.instance.id"
         );
     }
 

@@ -83,6 +83,27 @@ async fn committed_offsets_and_the_group_members(broker: TestBroker) {
     })
     .await;
 
+    // The engine stamped its commits with the time it made them.
+    let commits = {
+        let (admin, wanted, group) = (admin.clone(), all().collect::<Vec<_>>(), group.clone());
+        blocking(move || admin.commits(&group, wanted).expect("commits")).await
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for (partition, commit) in &commits {
+        assert_eq!(commit.offset, 5, "{}: {partition}", broker.name());
+        let at = commit
+            .committed_at_ms
+            .unwrap_or_else(|| panic!("{}: {partition} committed without a stamp", broker.name()));
+        assert!(
+            (now_ms - 60_000..=now_ms).contains(&at),
+            "{}: {partition} stamped {at}, now {now_ms}",
+            broker.name()
+        );
+    }
+
     let described = {
         let (admin, group) = (admin.clone(), group.clone());
         blocking(move || admin.describe_group(&group)).await

@@ -6,7 +6,8 @@
 //! every record a subscriber took and every acknowledgement with its outcome, all stamped with
 //! one global sequence number. The checks run on the journal afterwards (see [`verify`]).
 //!
-//! Every scenario runs on the embedded mock cluster and on Apache Kafka.
+//! Every scenario runs on the embedded mock cluster and on Apache Kafka under the classic group
+//! protocol, and on Apache Kafka under the consumer group protocol (KIP-848).
 
 mod common;
 
@@ -19,10 +20,10 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use common::{committed_offsets, end_offsets, eventually, options, produce};
+use common::{committed_offsets, end_offsets, eventually, group_options, produce};
 use sluicegate::{
-    AckError, ConsumerEngine, ConsumerOptions, EngineSummary, Offset, PartitionLifecycle,
-    PartitionStream, TopicPartition,
+    AckError, ConsumerEngine, ConsumerOptions, EngineSummary, GroupProtocol, Offset,
+    PartitionLifecycle, PartitionStream, TopicPartition,
 };
 use sluicegate_testing::{init_tracing, unique_name, TestBroker};
 
@@ -291,12 +292,13 @@ async fn subscribe(mut stream: PartitionStream, subscriber: Subscriber) {
 /// `cgrp`) turns on librdkafka's debug contexts; see them with `RUST_LOG=librdkafka=debug`.
 fn member_options(
     broker: &TestBroker,
+    protocol: GroupProtocol,
     group: &str,
     topic: &str,
     label: &'static str,
     journal: &Arc<Journal>,
 ) -> ConsumerOptions {
-    let mut options = options(broker, group, topic)
+    let mut options = group_options(broker, group, topic, protocol)
         .drain_timeout(DRAIN)
         .lifecycle(Recorder {
             journal: journal.clone(),
@@ -359,12 +361,13 @@ impl Member {
     /// A member of its own engine, holding nothing.
     async fn join(
         broker: &TestBroker,
+        protocol: GroupProtocol,
         group: &str,
         topic: &str,
         label: &'static str,
         journal: &Arc<Journal>,
     ) -> Member {
-        let options = member_options(broker, group, topic, label, journal);
+        let options = member_options(broker, protocol, group, topic, label, journal);
         Member::start(broker, label, options, Hold::nothing(), journal).await
     }
 
@@ -720,7 +723,7 @@ fn verify(broker: &TestBroker, journal: &Journal, produced: &BTreeSet<(i32, Offs
 /// processed, and the members that give up partitions have a record in flight on each of
 /// them, so their revoke (or shutdown) runs into the drain timeout and exactly those
 /// acknowledgements are refused.
-async fn members_join_and_leave(broker: TestBroker, third: bool) {
+async fn members_join_and_leave(broker: TestBroker, protocol: GroupProtocol, third: bool) {
     let name = broker.name();
     let started = Instant::now();
     let topic = unique_name("rebalance");
@@ -731,14 +734,14 @@ async fn members_join_and_leave(broker: TestBroker, third: bool) {
     let journal = Arc::new(Journal::default());
 
     // A alone owns every partition.
-    let a = Member::join(&broker, &group, &topic, "A", &journal).await;
+    let a = Member::join(&broker, protocol, &group, &topic, "A", &journal).await;
     wait_split(&broker, &[&a]).await;
     wait_processed(&journal, total / 10).await;
 
     // B joins while A holds a record of each partition in flight.
     a.hold_one_record_per_partition().await;
     let rebalances_a = a.rebalances();
-    let b = Member::join(&broker, &group, &topic, "B", &journal).await;
+    let b = Member::join(&broker, protocol, &group, &topic, "B", &journal).await;
     wait_split(&broker, &[&a, &b]).await;
     assert!(
         journal.processed().len() < total,
@@ -776,7 +779,7 @@ async fn members_join_and_leave(broker: TestBroker, third: bool) {
         a.hold_one_record_per_partition().await;
         b.hold_one_record_per_partition().await;
         let before = a.rebalances() + b.rebalances();
-        let c = Member::join(&broker, &group, &topic, "C", &journal).await;
+        let c = Member::join(&broker, protocol, &group, &topic, "C", &journal).await;
         wait_split(&broker, &[&a, &b, &c]).await;
         assert!(
             journal.processed().len() < total,
@@ -902,18 +905,27 @@ async fn members_join_and_leave(broker: TestBroker, third: bool) {
 }
 
 /// A starts, B joins, B leaves (issue test 3 with two members).
-async fn second_member_joins_and_leaves_while_processing(broker: TestBroker) {
-    members_join_and_leave(broker, false).await;
+async fn second_member_joins_and_leaves_while_processing(
+    broker: TestBroker,
+    protocol: GroupProtocol,
+) {
+    members_join_and_leave(broker, protocol, false).await;
 }
 
 /// A starts, B joins, C joins, B leaves (issue test 3 with three members).
-async fn third_member_joins_and_one_leaves_while_processing(broker: TestBroker) {
-    members_join_and_leave(broker, true).await;
+async fn third_member_joins_and_one_leaves_while_processing(
+    broker: TestBroker,
+    protocol: GroupProtocol,
+) {
+    members_join_and_leave(broker, protocol, true).await;
 }
 
 /// One engine runs three members of the group (`.members(3)`): they split the partitions
 /// without ever sharing one, and together process and commit every record.
-async fn three_members_in_one_engine_split_the_partitions(broker: TestBroker) {
+async fn three_members_in_one_engine_split_the_partitions(
+    broker: TestBroker,
+    protocol: GroupProtocol,
+) {
     let name = broker.name();
     let started = Instant::now();
     let topic = unique_name("three-members");
@@ -921,7 +933,7 @@ async fn three_members_in_one_engine_split_the_partitions(broker: TestBroker) {
     let mut produced = produce(&broker, &topic, PARTITIONS, 0..150).await;
     let group = unique_name("three-members");
     let journal = Arc::new(Journal::default());
-    let options = member_options(&broker, &group, &topic, "E", &journal).members(3);
+    let options = member_options(&broker, protocol, &group, &topic, "E", &journal).members(3);
     let engine = Member::start(&broker, "E", options, Hold::nothing(), &journal).await;
 
     // Once the group settled, each of the three poll threads owns partitions, none shared.
@@ -1000,7 +1012,10 @@ async fn three_members_in_one_engine_split_the_partitions(broker: TestBroker) {
 /// Only final commits commit here (the commit interval is longer than the test). On the
 /// embedded broker the session timeout stays at the common options' 6 s, so the mock
 /// cluster's rebalance round after the leave lasts 5 s and covers the whole final commit.
-async fn stopping_members_commit_their_final_offsets_despite_the_rebalance(broker: TestBroker) {
+async fn stopping_members_commit_their_final_offsets_despite_the_rebalance(
+    broker: TestBroker,
+    protocol: GroupProtocol,
+) {
     const RECORDS: usize = 50;
     let name = broker.name();
     let started = Instant::now();
@@ -1009,7 +1024,7 @@ async fn stopping_members_commit_their_final_offsets_despite_the_rebalance(broke
     let last = RECORDS as Offset - 1;
     let group = unique_name("stop-together");
     let journal = Arc::new(Journal::default());
-    let options = options(&broker, &group, &topic)
+    let options = group_options(&broker, &group, &topic, protocol)
         .members(2)
         .commit_interval(Duration::from_secs(600))
         .drain_timeout(Duration::from_millis(300))
@@ -1089,7 +1104,7 @@ fn current_owners(journal: &Journal) -> BTreeMap<i32, usize> {
     owners
 }
 
-on_both_brokers!(
+on_each_group_protocol!(
     second_member_joins_and_leaves_while_processing,
     third_member_joins_and_one_leaves_while_processing,
     three_members_in_one_engine_split_the_partitions,

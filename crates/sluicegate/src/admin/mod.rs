@@ -56,6 +56,7 @@ use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
 
 use crate::client_error::ClientError;
 use crate::cluster::{block_on, ClusterOptions, QuietContext};
+use crate::commit_stamp;
 use crate::record::{Offset, TopicPartition};
 use crate::sync::lock;
 
@@ -193,6 +194,18 @@ impl Watermarks {
     pub fn records(&self) -> u64 {
         u64::try_from(self.high - self.low).unwrap_or(0)
     }
+}
+
+/// A group's committed offset on a partition, as [`Admin::commits`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Commit {
+    /// The committed offset: the next record the group reads.
+    pub offset: Offset,
+    /// When the commit was made (milliseconds since the Unix epoch), if a Sluicegate engine
+    /// made it: the engine stamps each commit's metadata, and commits a partition only when
+    /// its acknowledged offset moved, so this is the group's last progress there.
+    pub committed_at_ms: Option<i64>,
 }
 
 /// A topic as the cluster's metadata lists it.
@@ -447,6 +460,20 @@ impl Admin {
         group: &str,
         partitions: impl IntoIterator<Item = TopicPartition>,
     ) -> Result<BTreeMap<TopicPartition, Offset>, AdminError> {
+        Ok(self
+            .commits(group, partitions)?
+            .into_iter()
+            .map(|(partition, commit)| (partition, commit.offset))
+            .collect())
+    }
+
+    /// Like [`committed_offsets`](Self::committed_offsets), with when each commit was made
+    /// where a Sluicegate engine made it.
+    pub fn commits(
+        &self,
+        group: &str,
+        partitions: impl IntoIterator<Item = TopicPartition>,
+    ) -> Result<BTreeMap<TopicPartition, Commit>, AdminError> {
         let mut wanted = TopicPartitionList::new();
         for at in partitions {
             wanted.add_partition(&at.topic, at.partition);
@@ -490,7 +517,10 @@ impl Admin {
             .filter_map(|element| match element.offset() {
                 KafkaOffset::Offset(offset) => Some((
                     TopicPartition::new(element.topic(), element.partition()),
-                    offset,
+                    Commit {
+                        offset,
+                        committed_at_ms: commit_stamp::committed_at_ms(element.metadata()),
+                    },
                 )),
                 _ => None,
             })

@@ -345,6 +345,7 @@ impl<S: Send + Sync + 'static> RetryTask<S> {
         let mut consumer = self.consumer.clone();
         consumer.group_id = role.group(&self.consumer.group_id);
         consumer.topics = role.topics(&self.topics);
+        consumer.stage = stage;
         let engine = ConsumerEngine::start(consumer)
             .await
             .map_err(|source| RetryError::Engine { stage, source })?;

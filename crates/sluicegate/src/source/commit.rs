@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -29,6 +29,7 @@ use tokio::sync::oneshot;
 use super::member::PartitionRegistry;
 use super::partition::PartitionShared;
 use crate::client_error::ClientError;
+use crate::commit_stamp;
 use crate::options::CommitStrategy;
 use crate::record::{Offset, TopicPartition};
 use crate::sync::lock;
@@ -98,18 +99,43 @@ impl Committer {
 pub(crate) struct CommitCounters {
     pub commits: AtomicU64,
     pub errors: AtomicU64,
+    /// Partitions whose final commit was refused.
+    pub final_refused: AtomicU64,
     duration: metrics::Histogram,
     failures: metrics::Counter,
+    final_refused_on_revoke: metrics::Counter,
+    final_refused_on_shutdown: metrics::Counter,
 }
 
 impl CommitCounters {
     pub fn new(group: &str) -> Self {
+        let final_refused = |reason: &'static str| {
+            metrics::counter!(
+                crate::metrics::FINAL_COMMITS_REFUSED,
+                "group" => group.to_string(),
+                "reason" => reason
+            )
+        };
         Self {
             commits: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            final_refused: AtomicU64::new(0),
             duration: metrics::histogram!(crate::metrics::COMMIT_DURATION, "group" => group.to_string()),
             failures: metrics::counter!(crate::metrics::COMMIT_ERRORS, "group" => group.to_string()),
+            final_refused_on_revoke: final_refused("revoke"),
+            final_refused_on_shutdown: final_refused("shutdown"),
         }
+    }
+
+    /// Counts `partitions` whose final commit for `reason` was refused.
+    fn note_final_refused(&self, reason: FinalCommit, partitions: usize) {
+        self.final_refused
+            .fetch_add(partitions as u64, Ordering::Relaxed);
+        match reason {
+            FinalCommit::Revoke => &self.final_refused_on_revoke,
+            FinalCommit::Shutdown => &self.final_refused_on_shutdown,
+        }
+        .increment(partitions as u64);
     }
 }
 
@@ -393,7 +419,10 @@ pub(crate) fn commit_final<C: ConsumerContext + 'static>(
     };
     match commit_retrying(consumer, &targets, counters, retry) {
         Ok(()) => Vec::new(),
-        Err(error) => refused_final(&targets, &error),
+        Err(error) => {
+            counters.note_final_refused(reason, targets.len());
+            refused_final(&targets, &error)
+        }
     }
 }
 
@@ -421,6 +450,9 @@ fn is_retriable(error: &KafkaError) -> bool {
                 | CoordinatorNotAvailable
                 | NotCoordinator
                 | RebalanceInProgress
+                // KIP-848: the member's epoch moved on (a rebalance); librdkafka learns the
+                // new one with its next heartbeat.
+                | StaleMemberEpoch
                 | OperationTimedOut
                 | BrokerTransportFailure
                 | AllBrokersDown
@@ -431,22 +463,31 @@ fn is_retriable(error: &KafkaError) -> bool {
 
 fn to_list(targets: &[(Arc<PartitionShared>, Offset)]) -> Result<TopicPartitionList, CommitError> {
     let mut list = TopicPartitionList::new();
+    let stamp = commit_stamp::stamp(now_ms());
     for (shared, offset) in targets {
-        add(&mut list, &shared.partition, *offset).map_err(|error| refused(targets, &error))?;
+        add(&mut list, &shared.partition, *offset, &stamp)
+            .map_err(|error| refused(targets, &error))?;
     }
     Ok(list)
 }
 
+/// Adds `offset` of `partition` to `list`, with `stamp` as the commit's metadata.
 fn add(
     list: &mut TopicPartitionList,
     partition: &TopicPartition,
     offset: Offset,
+    stamp: &str,
 ) -> Result<(), KafkaError> {
-    list.add_partition_offset(
-        &partition.topic,
-        partition.partition,
-        KafkaOffset::Offset(offset),
-    )
+    let mut element = list.add_partition(&partition.topic, partition.partition);
+    element.set_offset(KafkaOffset::Offset(offset))?;
+    element.set_metadata(stamp);
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64)
 }
 
 fn refused(targets: &[(Arc<PartitionShared>, Offset)], error: &KafkaError) -> CommitError {

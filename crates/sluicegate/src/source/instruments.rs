@@ -10,6 +10,7 @@ use rdkafka::statistics::Statistics;
 use crate::metrics as names;
 use crate::record::{Offset, TopicPartition};
 use crate::source::member::MemberShared;
+use crate::source::stall::StallChange;
 use crate::sync::lock;
 
 /// A group's instruments, shared by its members.
@@ -41,6 +42,7 @@ pub(crate) struct PartitionInstruments {
     pub in_flight: Gauge,
     pub lag: Gauge,
     pub committed: Gauge,
+    pub stalled: Gauge,
 }
 
 impl PartitionInstruments {
@@ -60,6 +62,7 @@ impl PartitionInstruments {
             in_flight: gauge!(names::RECORDS_IN_FLIGHT, &labels),
             lag: gauge!(names::CONSUMER_LAG, &labels),
             committed: gauge!(names::COMMITTED_OFFSET, &labels),
+            stalled: gauge!(names::PARTITION_STALLED, &labels),
         }
     }
 
@@ -88,7 +91,7 @@ impl GroupState {
 }
 
 /// Feeds one round of librdkafka statistics into the member's instruments: lag per assigned
-/// partition, what each holds, and the group's state.
+/// partition, what each holds, whether it stalled, and the group's state.
 pub(crate) fn record_statistics(member: &MemberShared, statistics: &Statistics) {
     if let Some(group) = &statistics.cgrp {
         let steady = group.state == "up"
@@ -114,6 +117,35 @@ pub(crate) fn record_statistics(member: &MemberShared, statistics: &Statistics) 
             if reported.consumer_lag >= 0 {
                 shared.instruments.lag.set(reported.consumer_lag as f64);
             }
+        }
+        let timeout = member.options.stall_timeout;
+        if timeout.is_zero() {
+            continue;
+        }
+        // Below the end offset: librdkafka's fetch position (an invalid one is negative) is
+        // behind the last record, or records wait in its partition queue.
+        let unfetched = reported.is_some_and(|reported| {
+            (reported.next_offset >= 0 && reported.hi_offset > reported.next_offset)
+                || reported.fetchq_cnt > 0
+        });
+        let progress =
+            shared.delivered.load(Ordering::Relaxed) + shared.acked.load(Ordering::Relaxed);
+        let change = shared
+            .stall
+            .observe(progress, held > 0 || unfetched, timeout);
+        match change {
+            Some(StallChange::Stalled(quiet)) => tracing::warn!(
+                member = %member.name,
+                %partition,
+                held,
+                lag = ?reported.map(|reported| reported.consumer_lag),
+                quiet_secs = quiet.as_secs(),
+                "partition stalled: it has records to process and none was delivered or acknowledged for the stall timeout"
+            ),
+            Some(StallChange::Resumed) => {
+                tracing::info!(member = %member.name, %partition, "stalled partition moves again")
+            }
+            None => {}
         }
     }
 }

@@ -21,7 +21,9 @@ use rdkafka::{ClientContext, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use super::commit::{self, CommitContext, CommitCounters, CommitThread, Committer, FinalCommit};
-use crate::options::{AssignmentStrategy, ConsumerOptions, StartPosition};
+use crate::options::{
+    AssignmentStrategy, ConsumerOptions, GroupProtocol, RemoteAssignor, StartPosition,
+};
 use crate::record::{Offset, Record, TopicPartition};
 use crate::source::fetch_queue::FetchQueue;
 use crate::source::instruments::{self, GroupInstruments, GroupState, PartitionInstruments};
@@ -277,6 +279,7 @@ impl MemberShared {
             uncommitted.into_iter().collect()
         };
         for shared in &closing {
+            shared.stall.clear();
             self.counters
                 .retired_delivered
                 .fetch_add(shared.delivered.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -340,8 +343,8 @@ pub(crate) struct Member {
     pub group_state: Arc<GroupState>,
 }
 
-/// Builds the librdkafka configuration of a member.
-pub(crate) fn client_config(options: &ConsumerOptions) -> ClientConfig {
+/// Builds the librdkafka configuration of member `index`.
+pub(crate) fn client_config(options: &ConsumerOptions, index: usize) -> ClientConfig {
     let mut config = ClientConfig::new();
     let millis = |d: Duration| d.as_millis().to_string();
     config
@@ -357,15 +360,6 @@ pub(crate) fn client_config(options: &ConsumerOptions) -> ClientConfig {
                 StartPosition::Latest => "latest",
             },
         )
-        .set(
-            "partition.assignment.strategy",
-            match options.assignment_strategy {
-                AssignmentStrategy::CooperativeSticky => "cooperative-sticky",
-                AssignmentStrategy::Eager => "range,roundrobin",
-            },
-        )
-        .set("session.timeout.ms", millis(options.session_timeout))
-        .set("heartbeat.interval.ms", millis(options.heartbeat_interval))
         .set("max.poll.interval.ms", millis(options.max_poll_interval))
         .set(
             "statistics.interval.ms",
@@ -393,6 +387,38 @@ pub(crate) fn client_config(options: &ConsumerOptions) -> ClientConfig {
         )
         // A partition whose queue drained waits for the fetch in flight; keep long polls short.
         .set("fetch.wait.max.ms", "50");
+    match options.group_protocol {
+        // The classic protocol's own settings; librdkafka warns about each of them under the
+        // consumer protocol, where the broker decides.
+        GroupProtocol::Classic => {
+            config
+                .set("group.protocol", "classic")
+                .set(
+                    "partition.assignment.strategy",
+                    match options.assignment_strategy {
+                        AssignmentStrategy::CooperativeSticky => "cooperative-sticky",
+                        AssignmentStrategy::Eager => "range,roundrobin",
+                    },
+                )
+                .set("session.timeout.ms", millis(options.session_timeout))
+                .set("heartbeat.interval.ms", millis(options.heartbeat_interval));
+        }
+        GroupProtocol::Consumer => {
+            config.set("group.protocol", "consumer");
+            if let Some(assignor) = options.remote_assignor {
+                config.set(
+                    "group.remote.assignor",
+                    match assignor {
+                        RemoteAssignor::Uniform => "uniform",
+                        RemoteAssignor::Range => "range",
+                    },
+                );
+            }
+        }
+    }
+    if let Some(id) = options.instance_id_of(index) {
+        config.set("group.instance.id", id);
+    }
     for (key, value) in &options.librdkafka {
         config.set(key, value);
     }
@@ -422,7 +448,7 @@ pub(crate) fn start(
         closing: AtomicBool::new(false),
         group_state: Arc::default(),
     });
-    let mut consumer: BaseConsumer<MemberContext> = client_config(&options)
+    let mut consumer: BaseConsumer<MemberContext> = client_config(&options, index)
         .create_with_context(MemberContext {
             member: member.clone(),
         })

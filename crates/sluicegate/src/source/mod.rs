@@ -30,6 +30,7 @@ mod instruments;
 mod member;
 mod partition;
 mod poll_loop;
+mod stall;
 mod stats;
 
 use std::collections::BTreeMap;
@@ -114,9 +115,11 @@ pub struct Readiness {
 impl Readiness {
     /// Whether every member is ready now.
     pub fn is_ready(&self) -> bool {
-        self.members
-            .iter()
-            .all(|(registry, group_state)| !lock(registry).is_empty() || group_state.is_steady())
+        self.members.iter().all(|(registry, group_state)| {
+            let partitions = lock(registry);
+            (!partitions.is_empty() || group_state.is_steady())
+                && !partitions.values().any(|shared| shared.is_stalled())
+        })
     }
 }
 
@@ -312,8 +315,10 @@ impl ConsumerEngine {
 /// Retries a metadata request until a broker answers or the connect timeout passes, then
 /// checks that every subscribed topic exists.
 fn check_cluster(options: &ConsumerOptions) -> Result<(), EngineError> {
-    let mut config = member::client_config(options);
+    let mut config = member::client_config(options, 0);
     config.set("group.id", format!("{}-probe", options.group_id));
+    // The probe never joins; it must not take a static member's id either.
+    config.remove("group.instance.id");
     let probe: BaseConsumer<RefusalContext> = config
         .create_with_context(RefusalContext::default())
         .map_err(|error| EngineError::Client(error.into()))?;

@@ -17,6 +17,7 @@ use crate::options::CommitStrategy;
 use crate::record::{Offset, Record, TopicPartition};
 use crate::source::instruments::PartitionInstruments;
 use crate::source::poll_loop::Doorbell;
+use crate::source::stall::StallWatch;
 use crate::sync::lock;
 
 /// Why an acknowledgement was refused.
@@ -78,6 +79,8 @@ pub(crate) struct PartitionShared {
     /// The member's poll thread's doorbell.
     doorbell: Arc<Doorbell>,
     pub instruments: PartitionInstruments,
+    /// Whether the partition has work and makes no progress.
+    pub stall: StallWatch,
 }
 
 impl PartitionShared {
@@ -102,8 +105,14 @@ impl PartitionShared {
             acked: AtomicU64::new(0),
             room_wanted: AtomicBool::new(false),
             doorbell,
+            stall: StallWatch::new(instruments.stalled.clone()),
             instruments,
         }
+    }
+
+    /// Whether the partition was last seen stalled (see [`StallWatch`]).
+    pub fn is_stalled(&self) -> bool {
+        self.stall.is_stalled()
     }
 
     /// Locks the state. A poisoned lock only means another thread panicked mid-update of plain

@@ -18,6 +18,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use tokio::sync::mpsc;
 
@@ -136,9 +137,14 @@ impl PollLoop {
         while let Some(result) = self.consumer.poll(Duration::ZERO) {
             match result {
                 Ok(message) => self.deliver_stray(&message),
-                Err(error) => {
-                    tracing::warn!(member = %self.member.name, %error, "consumer error")
-                }
+                Err(error) => match refused_option(&error) {
+                    Some((option, broker_settings)) => tracing::error!(
+                        member = %self.member.name,
+                        %error,
+                        "the broker refuses the option `{option}`: it must lie within its {broker_settings}; the member cannot join the group"
+                    ),
+                    None => tracing::warn!(member = %self.member.name, %error, "consumer error"),
+                },
             }
         }
     }
@@ -232,7 +238,13 @@ impl PollLoop {
         // a member that died without committing makes this wait run out.
         self.leave_gate
             .committed_and_wait(self.member.options.drain_timeout + LEAVE_GATE_SLACK);
-        self.consumer.unsubscribe();
+        // A dynamic member leaves the group now, so the others take its partitions at once. A
+        // static member must not: librdkafka leaves it in the group when the client closes
+        // (KIP-345), so that its partitions wait for it to come back within the session
+        // timeout, whereas an unsubscribe would leave for good and rebalance the others.
+        if self.member.options.group_instance_id.is_none() {
+            self.consumer.unsubscribe();
+        }
         summary
     }
 }
@@ -251,5 +263,17 @@ fn hand_over(outlet: &mut Outlet, batch: Vec<Record>) {
         let (mpsc::error::TrySendError::Full(batch) | mpsc::error::TrySendError::Closed(batch)) =
             error;
         outlet.shared.note_discarded(batch.len());
+    }
+}
+
+/// The engine option behind a group error the broker keeps answering until the option changes,
+/// and the broker settings that bound it.
+fn refused_option(error: &KafkaError) -> Option<(&'static str, &'static str)> {
+    match error.rdkafka_error_code()? {
+        RDKafkaErrorCode::InvalidSessionTimeout => Some((
+            "session_timeout",
+            "group.min.session.timeout.ms and group.max.session.timeout.ms",
+        )),
+        _ => None,
     }
 }

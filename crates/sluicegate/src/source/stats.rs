@@ -35,6 +35,12 @@ pub struct EngineStats {
     pub commits: u64,
     /// Commits that failed (each failed attempt counts).
     pub commit_errors: u64,
+    /// Partitions whose final commit, on revoke or shutdown, the broker refused within the
+    /// drain timeout (their records after the last commit are delivered again).
+    pub final_commits_refused: u64,
+    /// Assigned partitions reported stalled now: work to do and no progress for the stall
+    /// timeout ([`ConsumerOptions::stall_timeout`](crate::ConsumerOptions::stall_timeout)).
+    pub stalled_partitions: usize,
 }
 
 pub(super) fn snapshot(
@@ -51,6 +57,7 @@ pub(super) fn snapshot(
         rebalances: counters.rebalances.load(Ordering::Relaxed),
         commits: counters.commit.commits.load(Ordering::Relaxed),
         commit_errors: counters.commit.errors.load(Ordering::Relaxed),
+        final_commits_refused: counters.commit.final_refused.load(Ordering::Relaxed),
         ..EngineStats::default()
     };
     for member in members {
@@ -60,6 +67,7 @@ pub(super) fn snapshot(
             stats.buffered += shared.buffered();
             stats.held += shared.held.load(Ordering::Relaxed);
             stats.peak_held += shared.peak_held.load(Ordering::Relaxed);
+            stats.stalled_partitions += usize::from(shared.is_stalled());
         }
     }
     stats.held_bound = stats.assigned_partitions * partition_buffer;

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use sluicegate::{ConsumerOptions, Offset, PartitionStream, Record};
+use sluicegate::{ConsumerOptions, GroupProtocol, Offset, PartitionStream, Record};
 use sluicegate_testing::{TestBroker, TestRecord};
 
 /// Runs each scenario once on the embedded broker and once on Apache Kafka, optionally with an extra
@@ -36,16 +36,68 @@ macro_rules! on_both_brokers {
     };
 }
 
+/// Runs each scenario under each group protocol: the classic one on the embedded broker and on
+/// Apache Kafka, the consumer protocol (KIP-848) on Apache Kafka. A scenario takes the broker
+/// and the protocol; [`group_options`] gives it options that suit the protocol.
+#[macro_export]
+macro_rules! on_each_group_protocol {
+    ($($scenario:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::init_tracing();
+                    super::$scenario(super::TestBroker::embedded(), sluicegate::GroupProtocol::Classic).await;
+                }
+            )*
+        }
+        mod kafka {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::init_tracing();
+                    super::$scenario(super::TestBroker::kafka(), sluicegate::GroupProtocol::Classic).await;
+                }
+            )*
+        }
+        mod kafka_consumer_protocol {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::init_tracing();
+                    super::$scenario(super::TestBroker::kafka(), sluicegate::GroupProtocol::Consumer).await;
+                }
+            )*
+        }
+    };
+}
+
 /// Engine options for tests: short group timeouts (a rebalance waits on them), fast
 /// interval commits and a short drain timeout.
 pub fn options(broker: &TestBroker, group: &str, topic: &str) -> ConsumerOptions {
-    ConsumerOptions::new(broker.bootstrap_servers(), group, [topic])
-        .session_timeout(Duration::from_secs(6))
-        .heartbeat_interval(Duration::from_millis(500))
+    group_options(broker, group, topic, GroupProtocol::Classic)
+}
+
+/// [`options`] under `protocol`. The consumer protocol takes its session timeout and heartbeat
+/// interval from the broker (the test Kafka sets 6 s and 500 ms, like the classic options).
+pub fn group_options(
+    broker: &TestBroker,
+    group: &str,
+    topic: &str,
+    protocol: GroupProtocol,
+) -> ConsumerOptions {
+    let options = ConsumerOptions::new(broker.bootstrap_servers(), group, [topic])
+        .group_protocol(protocol)
         .max_poll_interval(Duration::from_secs(10))
         .commit_interval(Duration::from_millis(200))
         .drain_timeout(Duration::from_secs(5))
-        .connect_timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(10));
+    match protocol {
+        GroupProtocol::Classic => options
+            .session_timeout(Duration::from_secs(6))
+            .heartbeat_interval(Duration::from_millis(500)),
+        _ => options,
+    }
 }
 
 /// A fresh topic with `partitions` partitions and `per_partition` records in each (values
