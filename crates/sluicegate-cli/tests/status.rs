@@ -348,3 +348,58 @@ fn watch_prints_a_table_per_interval_until_ctrl_c() {
         "{stdout}"
     );
 }
+
+/// An engine processed the first records of a partition and stopped with more to read: once its
+/// last (stamped) commit is older than `--stall-after`, the partition is marked stalled; with the
+/// default of five minutes it is not.
+#[test]
+fn a_partition_with_lag_and_no_recent_progress_is_marked_stalled() {
+    use futures_util::StreamExt as _;
+    use sluicegate::{ConsumerEngine, ConsumerOptions};
+
+    let topic = filled_topic("status-stall", &[5]);
+    let group = unique_name("status-stall-group");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let options = ConsumerOptions::new(kafka().bootstrap_servers(), &group, [topic.as_str()])
+            .commit_interval(Duration::from_millis(100))
+            .drain_timeout(Duration::from_millis(100));
+        let mut engine = ConsumerEngine::start(options).await.expect("engine");
+        let mut stream = engine.next_partition().await.expect("the partition");
+        let acks = stream.acknowledger();
+        for _ in 0..2 {
+            let record = stream.next().await.expect("a record");
+            acks.ack(record.offset).await.expect("ack");
+        }
+        // The third record stays in flight: the engine commits 2 and stops there.
+        let _third = stream.next().await.expect("a record");
+        let summary = engine.shutdown().await;
+        assert_eq!(summary.committed.values().copied().collect::<Vec<_>>(), [2]);
+    });
+    thread::sleep(Duration::from_millis(1_500));
+
+    let (objects, _) = status_objects(&group, &["--stall-after", "1s"]);
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    assert_eq!(objects[0]["lag"], 3);
+    assert_eq!(objects[0]["stalled"], true, "{}", objects[0]);
+    assert!(objects[0]["committed_at_ms"].as_i64().is_some());
+    let table = run(
+        &[
+            "status",
+            "-b",
+            &kafka().bootstrap_servers(),
+            "--group",
+            &group,
+            "--stall-after",
+            "1s",
+        ],
+        b"",
+    );
+    table.assert_ok();
+    let text = String::from_utf8(table.stdout).expect("UTF-8");
+    assert!(text.contains("3!"), "{text}");
+    assert!(text.contains("1 stalled"), "{text}");
+
+    let (objects, _) = status_objects(&group, &[]);
+    assert_eq!(objects[0]["stalled"], false, "{}", objects[0]);
+}

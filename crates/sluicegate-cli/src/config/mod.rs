@@ -315,7 +315,17 @@ pub struct Task {
     pub handler_timeout: Option<ConfigDuration>,
     /// How often handled offsets are committed.
     pub commit_interval: Option<ConfigDuration>,
-    /// The group session timeout.
+    /// The group protocol: `classic` (the default) or `consumer` (KIP-848).
+    pub group_protocol: Option<GroupProtocolName>,
+    /// The broker-side assignor under `group_protocol = "consumer"`: `uniform` or `range`.
+    pub remote_assignor: Option<RemoteAssignorName>,
+    /// Static membership: the id of this process's member in each stage's group, a template
+    /// with `{hostname}`, `{stage}` and `{member}`, e.g. `"{hostname}-{stage}"`.
+    pub group_instance_id: Option<String>,
+    /// How long a partition may have work and make no progress before it is reported
+    /// stalled (`"0s"` turns the watch off).
+    pub stall_timeout: Option<ConfigDuration>,
+    /// The group session timeout (classic protocol only).
     pub session_timeout: Option<ConfigDuration>,
     /// The longest a member may go without polling.
     pub max_poll_interval: Option<ConfigDuration>,
@@ -326,6 +336,26 @@ pub struct Task {
     /// What handles each record (required): `type` names the handler, the other keys are
     /// its settings, checked once the type is known.
     pub handler: Option<HandlerTable>,
+}
+
+/// `group_protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupProtocolName {
+    /// The original group protocol.
+    Classic,
+    /// The consumer group protocol of KIP-848.
+    Consumer,
+}
+
+/// `remote_assignor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteAssignorName {
+    /// Even spread, sticky.
+    Uniform,
+    /// Co-partitioned topics.
+    Range,
 }
 
 /// `retry_backoff = { base = "1s", cap = "1m" }`.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use sluicegate::pipeline::{BatcherOptions, ProcessingOrder};
 use sluicegate::producer::ProducerOptions;
 use sluicegate::retry::{RetryPolicy, RetryTopics};
-use sluicegate::{ConsumerOptions, OptionsError};
+use sluicegate::{ConsumerOptions, GroupProtocol, OptionsError, RemoteAssignor};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::Url;
@@ -14,8 +14,8 @@ use reqwest::Url;
 use super::clients::{default_options, ClusterPlan, ProducerPlan};
 use super::path::{deserialize_all, KeyPath};
 use super::{
-    Backoff, BatchConfig, ConfigDuration, ConfigError, HandlerConfig, HandlerTable, HandlerType,
-    Order, RetryMode, Task,
+    Backoff, BatchConfig, ConfigDuration, ConfigError, GroupProtocolName, HandlerConfig,
+    HandlerTable, HandlerType, Order, RemoteAssignorName, RetryMode, Task,
 };
 use crate::handlers::registry::Registry;
 use crate::handlers::spec::{
@@ -183,6 +183,24 @@ fn consumer_options(
     let mut options =
         ConsumerOptions::new(&cluster.bootstrap_servers, group, topics.iter().cloned());
     let duration = |setting: Option<ConfigDuration>| setting.map(|duration| duration.0);
+    if let Some(protocol) = task.group_protocol {
+        options = options.group_protocol(match protocol {
+            GroupProtocolName::Classic => GroupProtocol::Classic,
+            GroupProtocolName::Consumer => GroupProtocol::Consumer,
+        });
+    }
+    if let Some(assignor) = task.remote_assignor {
+        options = options.remote_assignor(match assignor {
+            RemoteAssignorName::Uniform => RemoteAssignor::Uniform,
+            RemoteAssignorName::Range => RemoteAssignor::Range,
+        });
+    }
+    if let Some(template) = &task.group_instance_id {
+        options = options.group_instance_id(template.replace("{hostname}", &host_name()));
+    }
+    if let Some(timeout) = duration(task.stall_timeout) {
+        options = options.stall_timeout(timeout);
+    }
     if let Some(timeout) = duration(task.session_timeout) {
         options = options
             .session_timeout(timeout)
@@ -210,6 +228,23 @@ fn consumer_options(
     }
     options.validate()?;
     Ok(options)
+}
+
+/// This machine's name for `{hostname}` in `group_instance_id`, with characters an instance
+/// id may not hold replaced by `-`.
+fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 /// Maps a library option's name to the configuration key that set it.
@@ -632,6 +667,38 @@ mod tests {
 
         assert_eq!(plan_retries("retries = 2"), 2);
         assert_eq!(plan_retries(""), 0);
+    }
+
+    #[test]
+    fn group_settings_reach_the_consumer_options() {
+        let plan = plan(
+            "group_protocol = \"consumer\"\nremote_assignor = \"range\"\n\
+             group_instance_id = \"{hostname}-{stage}\"\nstall_timeout = \"1m\"",
+        )
+        .unwrap();
+        let printed = format!("{:?}", plan.consumer);
+        assert!(printed.contains("group_protocol: Consumer"), "{printed}");
+        assert!(
+            printed.contains("remote_assignor: Some(Range)"),
+            "{printed}"
+        );
+        assert!(printed.contains("stall_timeout: 60s"), "{printed}");
+        let host = host_name();
+        assert!(!host.is_empty());
+        assert!(
+            printed.contains(&format!("group_instance_id: Some(\"{host}-{{stage}}\")")),
+            "{printed}"
+        );
+        assert!(
+            problem("group_protocol = \"consumer\"\nsession_timeout = \"10s\"").starts_with(
+                "tasks.billing.session_timeout: does not apply to group_protocol consumer"
+            )
+        );
+        assert!(problem("remote_assignor = \"uniform\"")
+            .starts_with("tasks.billing.remote_assignor: applies to group_protocol consumer only"));
+        assert!(problem("group_instance_id = \"{pod}\"")
+            .starts_with("tasks.billing.group_instance_id: "));
+        assert!(problem("group_protocol = \"kip848\"").starts_with("tasks.billing.group_protocol"));
     }
 
     fn plan_retries(task: &str) -> usize {

@@ -6,10 +6,10 @@
 //! Blocking calls: use them off the async runtime.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::bail;
-use sluicegate::admin::{Admin, AdminError, MemberAssignment};
+use sluicegate::admin::{Admin, AdminError, Commit, MemberAssignment};
 use sluicegate::TopicPartition;
 
 use crate::console::ClusterArgs;
@@ -30,12 +30,26 @@ pub struct PartitionStatus {
     pub end: i64,
     /// The member the partition is assigned to, if any.
     pub owner: Option<Owner>,
+    /// When the committed offset was committed, if a Sluicegate engine committed it.
+    pub committed_at_ms: Option<i64>,
+    /// Lag, and no progress committed for the stall time: see [`PartitionStatus::is_stalled`].
+    pub stalled: bool,
 }
 
 impl PartitionStatus {
     /// Records not yet committed: end − committed, or end − low when nothing is committed.
     pub fn lag(&self) -> i64 {
         (self.end - self.committed.unwrap_or(self.low)).max(0)
+    }
+
+    /// Whether the partition has lag and its last commit, stamped by a Sluicegate engine (which
+    /// commits a partition only when it made progress), is at least `stall_after` old at
+    /// `now_ms`. Without a stamp it cannot tell, and says no.
+    pub fn is_stalled(&self, now_ms: i64, stall_after: Duration) -> bool {
+        self.lag() > 0
+            && self
+                .committed_at_ms
+                .is_some_and(|at| now_ms.saturating_sub(at) >= stall_after.as_millis() as i64)
     }
 }
 
@@ -70,12 +84,18 @@ pub struct Lookup {
     cluster: ClusterArgs,
     group: String,
     topic: Option<String>,
+    stall_after: Duration,
     admin: Admin,
 }
 
 impl Lookup {
     /// A client for `group`; a refused configuration (`-X`) is a usage error.
-    pub fn new(cluster: ClusterArgs, group: String, topic: Option<String>) -> anyhow::Result<Self> {
+    pub fn new(
+        cluster: ClusterArgs,
+        group: String,
+        topic: Option<String>,
+        stall_after: Duration,
+    ) -> anyhow::Result<Self> {
         let options = cluster
             .options()
             .client_id("sluice-status")
@@ -85,6 +105,7 @@ impl Lookup {
             cluster,
             group,
             topic,
+            stall_after,
             admin,
         })
     }
@@ -140,18 +161,26 @@ impl Lookup {
                 .collect(),
         };
         let mut statuses = Vec::new();
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as i64);
         for topic in topics {
             for &partition in &partitions[topic] {
                 let ends = self.admin.watermarks(topic, partition)?;
                 let key = (topic.clone(), partition);
-                statuses.push(PartitionStatus {
+                let commit = committed.get(&key);
+                let mut status = PartitionStatus {
                     topic: topic.clone(),
                     partition,
-                    committed: committed.get(&key).copied(),
+                    committed: commit.map(|commit| commit.offset),
                     low: ends.low,
                     end: ends.high,
                     owner: owners.get(&key).cloned(),
-                });
+                    committed_at_ms: commit.and_then(|commit| commit.committed_at_ms),
+                    stalled: false,
+                };
+                status.stalled = status.is_stalled(now_ms, self.stall_after);
+                statuses.push(status);
             }
         }
         Ok(Snapshot {
@@ -165,15 +194,15 @@ impl Lookup {
     fn committed(
         &self,
         partitions: &BTreeMap<String, Vec<i32>>,
-    ) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
+    ) -> anyhow::Result<BTreeMap<(String, i32), Commit>> {
         let wanted = partitions.iter().flat_map(|(topic, ids)| {
             ids.iter()
                 .map(move |&partition| TopicPartition::new(topic, partition))
         });
-        let committed = self.admin.committed_offsets(&self.group, wanted)?;
+        let committed = self.admin.commits(&self.group, wanted)?;
         Ok(committed
             .into_iter()
-            .map(|(at, offset)| ((at.topic, at.partition), offset))
+            .map(|(at, commit)| ((at.topic, at.partition), commit))
             .collect())
     }
 
@@ -228,6 +257,8 @@ mod tests {
             low,
             end,
             owner: None,
+            committed_at_ms: None,
+            stalled: false,
         }
     }
 
@@ -237,5 +268,28 @@ mod tests {
         assert_eq!(status(Some(10), 0, 10).lag(), 0);
         assert_eq!(status(None, 4, 10).lag(), 6);
         assert_eq!(status(Some(12), 0, 10).lag(), 0);
+    }
+
+    #[test]
+    fn stalled_means_lag_and_an_old_stamped_commit() {
+        let minute = Duration::from_secs(60);
+        let stamped = |committed: i64, at: i64| PartitionStatus {
+            committed_at_ms: Some(at),
+            ..status(Some(committed), 0, 10)
+        };
+        assert!(stamped(7, 1_000).is_stalled(61_000, minute));
+        assert!(
+            !stamped(7, 1_000).is_stalled(60_999, minute),
+            "not old enough"
+        );
+        assert!(!stamped(10, 1_000).is_stalled(1_000_000, minute), "no lag");
+        assert!(
+            !status(Some(7), 0, 10).is_stalled(1_000_000, minute),
+            "no stamp"
+        );
+        assert!(
+            !status(None, 0, 10).is_stalled(1_000_000, minute),
+            "nothing committed"
+        );
     }
 }

@@ -38,12 +38,14 @@ const CLEAR_SCREEN: &str = "\x1b[H\x1b[2J";
 #[command(after_help = "\
 Columns: COMMITTED is the group's committed offset (the next record it reads; - when it committed \
 none), END the partition's end offset, LAG END - COMMITTED (END minus the oldest offset kept, \
-marked *, when nothing is committed); OWNER, HOST and CLIENT-ID name the member the partition \
+marked *, when nothing is committed; marked ! when the partition is stalled: it has lag and a \
+Sluicegate engine committed no progress there for --stall-after); OWNER, HOST and CLIENT-ID name the member the partition \
 is assigned to (- when none, during a rebalance, or when the brokers cannot describe the group).
 
 --format json prints one object per partition and line: \
 {\"group\", \"topic\", \"partition\", \"committed\" (null: none), \"end\", \"lag\", \
-\"owner\" (null, or {\"member_id\", \"client_id\", \"host\"})}.
+\"owner\" (null, or {\"member_id\", \"client_id\", \"host\"}), \"committed_at_ms\" (null unless a \
+Sluicegate engine committed), \"stalled\"}.
 
 Exit status: 0 ok (and after Ctrl-C with --watch); 1 when the brokers do not answer, the topic \
 does not exist or the group has neither committed offsets nor members; 2 for an invalid option.
@@ -67,6 +69,10 @@ pub struct StatusArgs {
     /// Time between looks with --watch, e.g. 2s, 500ms, 1m.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, requires = "watch")]
     interval: Duration,
+    /// A partition with lag whose last commit by a Sluicegate engine is this old is marked
+    /// stalled (engines commit a partition only when it made progress).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    stall_after: Duration,
     /// A table for people, or JSON lines for scripts.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -82,8 +88,17 @@ enum Format {
 
 /// Runs `sluice status`: one look, or looks until Ctrl-C with `--watch`.
 pub fn run(args: StatusArgs) -> anyhow::Result<()> {
-    let lookup = Lookup::new(args.cluster.clone(), args.group.clone(), args.topic.clone())?;
-    let mut screen = Screen::new(args.format, args.watch.then_some(args.interval));
+    let lookup = Lookup::new(
+        args.cluster.clone(),
+        args.group.clone(),
+        args.topic.clone(),
+        args.stall_after,
+    )?;
+    let mut screen = Screen::new(
+        args.format,
+        args.watch.then_some(args.interval),
+        args.stall_after,
+    );
     if !args.watch {
         return screen.show(&lookup.snapshot()?);
     }
@@ -137,16 +152,19 @@ struct Screen {
     shown: u64,
     /// Whether the note about unknown owners was printed.
     noted_unknown: bool,
+    /// `--stall-after`, for the table's note.
+    stall_after: Duration,
 }
 
 impl Screen {
-    fn new(format: Format, watch: Option<Duration>) -> Self {
+    fn new(format: Format, watch: Option<Duration>, stall_after: Duration) -> Self {
         Self {
             format,
             watch,
             redraw: watch.is_some() && format == Format::Table && std::io::stdout().is_terminal(),
             shown: 0,
             noted_unknown: false,
+            stall_after,
         }
     }
 
@@ -161,7 +179,7 @@ impl Screen {
             }
         }
         let mut text = match self.format {
-            Format::Table => render::table(snapshot),
+            Format::Table => render::table(snapshot, self.stall_after),
             Format::Json => render::json_lines(snapshot)?,
         };
         if self.redraw {

@@ -1,17 +1,23 @@
 //! A [`Snapshot`] as text: an aligned table for people, or JSON lines for scripts.
 
+use std::time::Duration;
+
 use serde::Serialize;
+
+use crate::console::show_duration;
 
 use super::lookup::{Membership, Owner, PartitionStatus, Snapshot};
 
 /// Marks a lag counted from the oldest record kept because the group committed nothing there.
 const FROM_OLDEST: &str = "*";
+/// Marks a stalled partition: lag, and no progress committed for the stall time.
+const STALLED: &str = "!";
 /// What an unknown cell shows.
 const NONE: &str = "-";
 
 /// The table: a header row, one row per partition (columns separated by two spaces or more,
 /// `-` for unknown), then a line with the group's state and total lag.
-pub fn table(snapshot: &Snapshot) -> String {
+pub fn table(snapshot: &Snapshot, stall_after: Duration) -> String {
     let mut rows: Vec<[String; 8]> = vec![[
         "TOPIC",
         "PARTITION",
@@ -26,9 +32,10 @@ pub fn table(snapshot: &Snapshot) -> String {
     for status in &snapshot.partitions {
         let owner = status.owner.as_ref();
         let cell = |field: fn(&Owner) -> &str| owner.map_or(NONE, field).to_owned();
-        let lag = match status.committed {
-            Some(_) => status.lag().to_string(),
-            None => format!("{}{FROM_OLDEST}", status.lag()),
+        let lag = match (status.committed, status.stalled) {
+            (None, _) => format!("{}{FROM_OLDEST}", status.lag()),
+            (Some(_), true) => format!("{}{STALLED}", status.lag()),
+            (Some(_), false) => status.lag().to_string(),
         };
         rows.push([
             status.topic.clone(),
@@ -70,6 +77,12 @@ pub fn table(snapshot: &Snapshot) -> String {
             "{FROM_OLDEST} nothing committed: lag counted from the oldest record kept\n"
         ));
     }
+    if snapshot.partitions.iter().any(|status| status.stalled) {
+        text.push_str(&format!(
+            "{STALLED} stalled: lag, and no progress committed for {} (--stall-after)\n",
+            show_duration(stall_after)
+        ));
+    }
     text.push_str(&summary(snapshot));
     text.push('\n');
     text
@@ -88,7 +101,19 @@ fn summary(snapshot: &Snapshot) -> String {
         Membership::Unknown(_) => "members unknown".to_owned(),
     };
     let lag: i64 = snapshot.partitions.iter().map(PartitionStatus::lag).sum();
-    format!("group {}: {members}; total lag {lag}", snapshot.group)
+    let stalled = snapshot
+        .partitions
+        .iter()
+        .filter(|status| status.stalled)
+        .count();
+    let stalled = match stalled {
+        0 => String::new(),
+        count => format!("; {count} stalled"),
+    };
+    format!(
+        "group {}: {members}; total lag {lag}{stalled}",
+        snapshot.group
+    )
 }
 
 /// One partition as a JSON object.
@@ -103,6 +128,10 @@ struct JsonPartition<'a> {
     lag: i64,
     /// `null` when no member owns it (or owners are unknown).
     owner: Option<JsonOwner<'a>>,
+    /// Milliseconds since the Unix epoch; `null` unless a Sluicegate engine committed.
+    committed_at_ms: Option<i64>,
+    /// Lag, and no progress committed for the stall time.
+    stalled: bool,
 }
 
 #[derive(Serialize)]
@@ -128,6 +157,8 @@ pub fn json_lines(snapshot: &Snapshot) -> anyhow::Result<String> {
                 client_id: &owner.client_id,
                 host: &owner.host,
             }),
+            committed_at_ms: status.committed_at_ms,
+            stalled: status.stalled,
         };
         text.push_str(&serde_json::to_string(&object)?);
         text.push('\n');
@@ -156,6 +187,8 @@ mod tests {
                     low: 0,
                     end: 10,
                     owner: Some(owner),
+                    committed_at_ms: Some(1_764_900_000_000),
+                    stalled: false,
                 },
                 PartitionStatus {
                     topic: "orders".to_owned(),
@@ -164,14 +197,26 @@ mod tests {
                     low: 2,
                     end: 5,
                     owner: None,
+                    committed_at_ms: None,
+                    stalled: false,
+                },
+                PartitionStatus {
+                    topic: "orders".to_owned(),
+                    partition: 2,
+                    committed: Some(4),
+                    low: 0,
+                    end: 9,
+                    owner: None,
+                    committed_at_ms: Some(1_764_800_000_000),
+                    stalled: true,
                 },
             ],
         }
     }
 
     #[test]
-    fn the_table_aligns_columns_and_marks_lag_without_commits() {
-        let text = table(&snapshot());
+    fn the_table_aligns_columns_and_marks_lag_without_commits_and_stalls() {
+        let text = table(&snapshot(), Duration::from_secs(300));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
@@ -185,8 +230,19 @@ mod tests {
             lines[2],
             "orders  1          -          5    3*   -          -         -"
         );
-        assert!(lines[3].starts_with("* nothing committed"), "{}", lines[3]);
-        assert_eq!(lines[4], "group g: Stable, 1 member; total lag 6");
+        assert_eq!(
+            lines[3],
+            "orders  2          4          9    5!   -          -         -"
+        );
+        assert!(lines[4].starts_with("* nothing committed"), "{}", lines[4]);
+        assert_eq!(
+            lines[5],
+            "! stalled: lag, and no progress committed for 300 s (--stall-after)"
+        );
+        assert_eq!(
+            lines[6],
+            "group g: Stable, 1 member; total lag 11; 1 stalled"
+        );
     }
 
     #[test]
@@ -196,14 +252,16 @@ mod tests {
             .lines()
             .map(|line| serde_json::from_str(line).unwrap())
             .collect();
-        assert_eq!(objects.len(), 2);
+        assert_eq!(objects.len(), 3);
         assert_eq!(
             objects[0],
             serde_json::json!({
                 "group": "g", "topic": "orders", "partition": 0, "committed": 7, "end": 10,
-                "lag": 3, "owner": {"member_id": "app-1-abc", "client_id": "app-1", "host": "10.0.0.7"}
+                "lag": 3, "owner": {"member_id": "app-1-abc", "client_id": "app-1", "host": "10.0.0.7"},
+                "committed_at_ms": 1_764_900_000_000_i64, "stalled": false
             })
         );
+        assert_eq!(objects[2]["stalled"], true);
         assert_eq!(objects[1]["committed"], serde_json::Value::Null);
         assert_eq!(objects[1]["lag"], 3);
         assert_eq!(objects[1]["owner"], serde_json::Value::Null);

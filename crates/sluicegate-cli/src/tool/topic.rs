@@ -93,12 +93,13 @@ pub fn committed_offsets(
         .collect())
 }
 
-/// Creates `topic` with `partitions` partitions (replication factor 1) through the admin API;
+/// Creates `topic` with `partitions` partitions (the cluster's default replication factor, so
+/// three replicas on the three-node `scripts/kafka start --nodes 3`) through the admin API;
 /// a topic that exists already is left as it is. The embedded broker has no such API: create
 /// its topics with `sluice dev-broker --topic`.
 pub fn create(bootstrap_servers: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
     admin(bootstrap_servers)?
-        .create_topics(&[NewTopic::new(topic, partitions).replication_factor(1)])
+        .create_topics(&[NewTopic::new(topic, partitions)])
         .map_err(|error| {
             let cause = std::error::Error::source(&error)
                 .map_or_else(|| error.to_string(), ToString::to_string);
