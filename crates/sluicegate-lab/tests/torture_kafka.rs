@@ -23,7 +23,9 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 /// Runs `campaign` on `brokers` and asserts that it passed with every record handled once at
 /// least and in order.
 fn passes(campaign: &str, brokers: &str, args: &[&str]) -> Value {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut argv = vec!["--brokers", brokers];
     argv.extend_from_slice(args);
     let (_, report) = torture::campaign(campaign, &argv, DEADLINE);

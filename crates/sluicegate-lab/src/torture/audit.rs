@@ -235,6 +235,25 @@ pub fn audit(
     findings
 }
 
+/// How long after `mark_us` every partition handled a record produced after it: the end of
+/// the latest such first handling. `None` when no record produced after the mark was handled
+/// (a record never handled is counted lost by [`audit`]).
+pub fn recovery_after(journals: &[JournalRead], mark_us: u64) -> Option<Duration> {
+    let mut first_after: HashMap<i32, u64> = HashMap::new();
+    for journal in journals {
+        for entry in &journal.entries {
+            if let Entry::Handled(handled) = entry {
+                if handled.produced_us > mark_us {
+                    let first = first_after.entry(handled.partition).or_insert(u64::MAX);
+                    *first = (*first).min(handled.end_us);
+                }
+            }
+        }
+    }
+    let latest = first_after.values().copied().max()?;
+    Some(Duration::from_micros(latest.saturating_sub(mark_us)))
+}
+
 /// Whether `next` breaks the order after `last` in the same stream.
 fn out_of_order(last: &Last, next: &Handled, order: Order) -> bool {
     let overlaps = next.start_us < last.end_us;

@@ -12,7 +12,7 @@ use clap::Args;
 use super::audit::{self, Rules, COMMIT_SLACK};
 use super::group::{Ending, Group};
 use super::journal::{self, now_us};
-use super::member::MemberSettings;
+use super::member::{MemberSettings, Protocol};
 use super::workload::{self, Workload};
 use super::{CampaignArgs, CampaignReport};
 use crate::bench::child_broker::BenchBroker;
@@ -54,6 +54,12 @@ pub(super) trait Disruption {
 
     /// Figures about what it did, for the report.
     fn notes(&self) -> Vec<(String, String)>;
+
+    /// Moments (µs since the epoch) after which the group must recover, and within how long:
+    /// the report checks each recovery ([`audit::recovery_after`]). None by default.
+    fn recovery_marks(&self) -> Option<(Vec<u64>, Duration)> {
+        None
+    }
 }
 
 /// One campaign's plan.
@@ -111,7 +117,11 @@ pub fn run(campaign: &Campaign<'_>, disruption: impl Disruption) -> anyhow::Resu
         "--group".to_owned(),
         label.clone(),
     ];
-    member_args.extend(campaign.group.members.to_args());
+    let settings = campaign
+        .group
+        .members
+        .for_broker(campaign.common.brokers.is_some());
+    member_args.extend(settings.to_args());
     let mut group = Group::new(&dir, campaign.members, member_args);
     let started = Instant::now();
     let outcome = crate::runtime()?.block_on(drive(
@@ -133,7 +143,7 @@ pub fn run(campaign: &Campaign<'_>, disruption: impl Disruption) -> anyhow::Resu
                 .with_context(|| format!("could not read {}", incarnation.journal.display()))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let settings = &campaign.group.members;
+    let settings = &settings;
     let rules = Rules {
         order: settings.order,
         partition_buffer: settings.partition_buffer,
@@ -168,6 +178,34 @@ pub fn run(campaign: &Campaign<'_>, disruption: impl Disruption) -> anyhow::Resu
             thousands(findings.duplicate_bound),
         ),
     );
+    if let Some((marks, limit)) = &outcome.recovery_marks {
+        let recoveries: Vec<Option<Duration>> = marks
+            .iter()
+            .map(|mark| audit::recovery_after(&journals, *mark))
+            .collect();
+        let shown: Vec<String> = recoveries
+            .iter()
+            .map(|recovery| match recovery {
+                Some(took) => format!("{:.1} s", took.as_secs_f64()),
+                None => "never".to_owned(),
+            })
+            .collect();
+        report.check(
+            "recovered after each disruption",
+            recoveries
+                .iter()
+                .all(|recovery| recovery.is_some_and(|took| took < *limit)),
+            format!(
+                "every partition handled a record produced after each one within {} s: {}",
+                limit.as_secs(),
+                if shown.is_empty() {
+                    "none happened".to_owned()
+                } else {
+                    shown.join(", ")
+                }
+            ),
+        );
+    }
     report.check(
         "members ended only when told",
         died == 0,
@@ -196,13 +234,22 @@ pub fn run(campaign: &Campaign<'_>, disruption: impl Disruption) -> anyhow::Resu
     report.note(
         "member settings",
         format!(
-            "partition buffer {}, commit interval {} ms, session timeout {} ms, handler 0-{} us, \
-             concurrency {}",
+            "partition buffer {}, commit interval {} ms, session timeout {}, handler 0-{} us, \
+             concurrency {}, group protocol {}{}",
             settings.partition_buffer,
             settings.commit_interval_ms,
-            settings.session_timeout_ms,
+            match settings.group_protocol {
+                Protocol::Classic => format!("{} ms", settings.session_timeout_ms()),
+                Protocol::Consumer => "the broker's".to_owned(),
+            },
             settings.handler_max_us,
-            settings.concurrency
+            settings.concurrency,
+            settings.group_protocol,
+            if settings.static_membership {
+                ", static membership"
+            } else {
+                ""
+            }
         ),
     );
     for (name, value) in outcome.disruption_notes {
@@ -267,6 +314,7 @@ struct Outcome {
     started_us: u64,
     settled_after: Option<Duration>,
     disruption_notes: Vec<(String, String)>,
+    recovery_marks: Option<(Vec<u64>, Duration)>,
 }
 
 async fn drive(
@@ -315,6 +363,7 @@ async fn drive(
         started_us,
         settled_after,
         disruption_notes: disruption.notes(),
+        recovery_marks: disruption.recovery_marks(),
     })
 }
 

@@ -100,8 +100,8 @@ fn node_pid_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 fn read_pid(file: &Path) -> anyhow::Result<i32> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("could not read {}", file.display()))?;
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("could not read {}", file.display()))?;
     text.trim()
         .parse()
         .with_context(|| format!("{} does not hold a process id", file.display()))
@@ -152,8 +152,10 @@ impl Disruption for BrokerKills {
         let started = tokio::time::Instant::now();
         // Evenly spread, so that each node is back (and catches up) before the next kill.
         for kill in 1..=self.planned {
-            tokio::time::sleep_until(started + window.mul_f64(kill as f64 / (self.planned + 1) as f64))
-                .await;
+            tokio::time::sleep_until(
+                started + window.mul_f64(kill as f64 / (self.planned + 1) as f64),
+            )
+            .await;
             self.restarted_dead += restart_dead(group)?;
             let node = dice.below(self.nodes.len() as u64) as usize;
             self.kill(node).await?;
@@ -169,7 +171,10 @@ impl Disruption for BrokerKills {
                 format!(
                     "{} SIGKILLs, nodes {:?}, each started again by scripts/kafka --respawn",
                     self.kills.len(),
-                    self.kills.iter().map(|(node, _)| node + 1).collect::<Vec<_>>()
+                    self.kills
+                        .iter()
+                        .map(|(node, _)| node + 1)
+                        .collect::<Vec<_>>()
                 ),
             ),
             (

@@ -78,6 +78,8 @@ impl Group {
             .args(sluicegate_cli::tool::logging::global_flags())
             .args(["torture", "member", "--journal"])
             .arg(&journal)
+            .arg("--slot")
+            .arg(slot.to_string())
             .args(&self.member_args)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())

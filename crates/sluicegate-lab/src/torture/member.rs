@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use sluicegate::pipeline::{Pipeline, ProcessingOrder};
-use sluicegate::{CommitStrategy, ConsumerEngine, ConsumerOptions, StartPosition};
+use sluicegate::{CommitStrategy, ConsumerEngine, ConsumerOptions, GroupProtocol, StartPosition};
 use tokio::sync::mpsc;
 
 use super::commits;
@@ -51,6 +51,25 @@ impl std::fmt::Display for Order {
     }
 }
 
+/// The group protocol of a campaign's members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    /// The classic protocol, cooperative-sticky.
+    Classic,
+    /// The consumer group protocol of KIP-848 (Apache Kafka 4.x; the broker sets the session
+    /// timeout, so `--session-timeout-ms` does not apply).
+    Consumer,
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Protocol::Classic => "classic",
+            Protocol::Consumer => "consumer",
+        })
+    }
+}
+
 /// How every member of a campaign consumes: the settings the duplicate bound depends on.
 #[derive(Debug, Clone, Args)]
 pub struct MemberSettings {
@@ -63,18 +82,45 @@ pub struct MemberSettings {
     /// Interval between the members' asynchronous commits, in milliseconds.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub commit_interval_ms: u64,
-    /// Group session timeout, in milliseconds: how long a killed member holds its partitions.
-    #[arg(long, default_value_t = 4_000, value_parser = clap::value_parser!(u64).range(1_000..=60_000))]
-    pub session_timeout_ms: u64,
+    /// Group session timeout, in milliseconds: how long a killed member holds its partitions
+    /// (classic protocol) [default: 4000 on the development broker; 6000, Apache Kafka's
+    /// smallest by default (`group.min.session.timeout.ms`), with --brokers].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1_000..=60_000))]
+    pub session_timeout_ms: Option<u64>,
     /// Each handling waits from 0 to this many microseconds (drawn from partition and offset).
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub handler_max_us: u64,
     /// Message handler calls running at once in each member.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub concurrency: u64,
+    /// The members' group protocol.
+    #[arg(long, value_enum, default_value_t = Protocol::Classic)]
+    pub group_protocol: Protocol,
+    /// Static membership: each member slot joins with its own fixed instance id, so a member
+    /// restarted within the session timeout gets its partitions back without a rebalance.
+    #[arg(long)]
+    pub static_membership: bool,
 }
 
 impl MemberSettings {
+    /// These settings with the session timeout's default filled in for a broker that was
+    /// `given` (`--brokers`) or the development broker.
+    pub fn for_broker(&self, given: bool) -> MemberSettings {
+        MemberSettings {
+            session_timeout_ms: Some(self.session_timeout_ms.unwrap_or(if given {
+                6_000
+            } else {
+                4_000
+            })),
+            ..self.clone()
+        }
+    }
+
+    /// The session timeout in milliseconds (after [`for_broker`](Self::for_broker)).
+    pub fn session_timeout_ms(&self) -> u64 {
+        self.session_timeout_ms.unwrap_or(4_000)
+    }
+
     /// The flags that pass these settings on to a member.
     pub fn to_args(&self) -> Vec<String> {
         vec![
@@ -85,27 +131,46 @@ impl MemberSettings {
             "--commit-interval-ms".into(),
             self.commit_interval_ms.to_string(),
             "--session-timeout-ms".into(),
-            self.session_timeout_ms.to_string(),
+            self.session_timeout_ms().to_string(),
             "--handler-max-us".into(),
             self.handler_max_us.to_string(),
             "--concurrency".into(),
             self.concurrency.to_string(),
+            "--group-protocol".into(),
+            self.group_protocol.to_string(),
         ]
+        .into_iter()
+        .chain(self.static_membership.then(|| "--static-membership".into()))
+        .collect()
     }
 
-    /// The member's engine options.
-    fn consumer_options(&self, brokers: &str, group: &str, topic: &str) -> ConsumerOptions {
-        let session = Duration::from_millis(self.session_timeout_ms);
-        ConsumerOptions::new(brokers, group, [topic])
+    /// The engine options of the member in `slot`.
+    fn consumer_options(
+        &self,
+        brokers: &str,
+        group: &str,
+        topic: &str,
+        slot: usize,
+    ) -> ConsumerOptions {
+        let session = Duration::from_millis(self.session_timeout_ms());
+        let mut options = ConsumerOptions::new(brokers, group, [topic])
             .start_position(StartPosition::Earliest)
-            .session_timeout(session)
-            .heartbeat_interval(session / 4)
             // A rebalance waits this long for members to rejoin; at least the session timeout.
             .max_poll_interval(session.max(Duration::from_secs(10)))
             .commit_strategy(CommitStrategy::Interval)
             .commit_interval(Duration::from_millis(self.commit_interval_ms))
             .partition_buffer(self.partition_buffer as usize)
-            .drain_timeout(Duration::from_secs(10))
+            .drain_timeout(Duration::from_secs(10));
+        options = match self.group_protocol {
+            Protocol::Classic => options
+                .session_timeout(session)
+                .heartbeat_interval(session / 4),
+            Protocol::Consumer => options.group_protocol(GroupProtocol::Consumer),
+        };
+        if self.static_membership {
+            options = options.group_instance_id(format!("{group}-m{slot}"));
+        }
+        options
     }
 }
 
@@ -120,6 +185,9 @@ pub struct MemberArgs {
     /// Where this process appends its journal.
     #[arg(long)]
     journal: PathBuf,
+    /// The member slot this process fills (its static member id with `--static-membership`).
+    #[arg(long)]
+    slot: usize,
     #[command(flatten)]
     settings: MemberSettings,
 }
@@ -141,7 +209,7 @@ pub fn run(args: MemberArgs) -> anyhow::Result<()> {
 
 async fn consume(args: &MemberArgs, journal: Arc<JournalWriter>) -> anyhow::Result<()> {
     let settings = &args.settings;
-    let options = settings.consumer_options(&args.brokers, &args.group, &args.topic);
+    let options = settings.consumer_options(&args.brokers, &args.group, &args.topic, args.slot);
     let engine = ConsumerEngine::start(options)
         .await
         .context("could not start the consumer engine")?;

@@ -13,6 +13,9 @@
 //!   kills random members with SIGKILL and restarts them.
 //! - `storm`: members join and leave every few seconds while records flow; also reports the
 //!   longest processing pause a rebalance caused.
+//! - `failover`: brokers of a three-node Apache Kafka (`scripts/kafka start --nodes 3
+//!   --respawn`) are killed with SIGKILL one at a time and come back while records flow; also
+//!   reports each kill's recovery time.
 //! - `faults`: broker faults on an embedded three-broker cluster in this process (request
 //!   errors per API, brokers down and up, a slow network) under a key-ordered pipeline;
 //!   reports each fault's recovery time.
@@ -35,6 +38,7 @@ mod audit;
 mod commits;
 mod crash;
 mod driver;
+mod failover;
 mod faults;
 mod group;
 mod journal;
@@ -58,6 +62,9 @@ pub enum TortureCommand {
     /// Members join and leave every few seconds while records flow; the crash checks plus the
     /// longest processing pause caused by a rebalance.
     Storm(storm::StormArgs),
+    /// Kill brokers of a three-node Apache Kafka with SIGKILL (one at a time; each comes back)
+    /// while records are produced and consumed; the crash checks plus each kill's recovery.
+    Failover(failover::FailoverArgs),
     /// Broker faults (embedded cluster): request errors on Fetch, OffsetCommit, Heartbeat,
     /// JoinGroup/SyncGroup and Produce, brokers down and up, a slow network; check that the
     /// pipeline recovers, loses nothing, keeps key order and commits everything.
@@ -77,6 +84,7 @@ pub fn run(command: TortureCommand) -> anyhow::Result<()> {
     match command {
         TortureCommand::Crash(args) => crash::run(args),
         TortureCommand::Storm(args) => storm::run(args),
+        TortureCommand::Failover(args) => failover::run(args),
         TortureCommand::Faults(args) => faults::run(args),
         TortureCommand::Poison(args) => poison::run(args),
         TortureCommand::Slow(args) => slow::run(args),
