@@ -143,7 +143,6 @@ pub fn run(campaign: &Campaign<'_>, disruption: impl Disruption) -> anyhow::Resu
                 .with_context(|| format!("could not read {}", incarnation.journal.display()))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let settings = &settings;
     let rules = Rules {
         order: settings.order,
         partition_buffer: settings.partition_buffer,

@@ -51,6 +51,11 @@ impl std::fmt::Display for Order {
     }
 }
 
+/// The members' session timeout on the development broker, unless `--session-timeout-ms`.
+const DEV_BROKER_SESSION_TIMEOUT_MS: u64 = 4_000;
+/// ... and with `--brokers`: Apache Kafka's smallest by default (`group.min.session.timeout.ms`).
+const KAFKA_SESSION_TIMEOUT_MS: u64 = 6_000;
+
 /// The group protocol of a campaign's members.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Protocol {
@@ -108,9 +113,9 @@ impl MemberSettings {
     pub fn for_broker(&self, given: bool) -> MemberSettings {
         MemberSettings {
             session_timeout_ms: Some(self.session_timeout_ms.unwrap_or(if given {
-                6_000
+                KAFKA_SESSION_TIMEOUT_MS
             } else {
-                4_000
+                DEV_BROKER_SESSION_TIMEOUT_MS
             })),
             ..self.clone()
         }
@@ -118,7 +123,8 @@ impl MemberSettings {
 
     /// The session timeout in milliseconds (after [`for_broker`](Self::for_broker)).
     pub fn session_timeout_ms(&self) -> u64 {
-        self.session_timeout_ms.unwrap_or(4_000)
+        self.session_timeout_ms
+            .unwrap_or(DEV_BROKER_SESSION_TIMEOUT_MS)
     }
 
     /// The flags that pass these settings on to a member.
