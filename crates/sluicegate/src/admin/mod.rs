@@ -437,18 +437,41 @@ impl Admin {
         Ok(Some(partitions))
     }
 
-    /// The low and high watermarks of `topic`/`partition`.
+    /// The low and high watermarks of `topic`/`partition`. While the partition's leadership
+    /// is moving (a topic just created, a broker failing over), asks again until the request
+    /// timeout.
     pub fn watermarks(&self, topic: &str, partition: i32) -> Result<Watermarks, AdminError> {
-        let (low, high) = self
-            .client
-            .client()
-            .fetch_watermarks(topic, partition, self.options.request_timeout)
-            .map_err(|error| AdminError::Watermarks {
-                topic: topic.to_owned(),
-                partition,
-                source: ClientError::from(error),
-            })?;
-        Ok(Watermarks { low, high })
+        let deadline = Instant::now() + self.options.request_timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self
+                .client
+                .client()
+                .fetch_watermarks(topic, partition, left)
+            {
+                Ok((low, high)) => return Ok(Watermarks { low, high }),
+                Err(error)
+                    if Instant::now() < deadline
+                        && matches!(
+                            error.rdkafka_error_code(),
+                            Some(
+                                RDKafkaErrorCode::NotLeaderForPartition
+                                    | RDKafkaErrorCode::LeaderNotAvailable
+                            )
+                        ) =>
+                {
+                    tracing::debug!(%error, topic, partition, "asking for watermarks again");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(error) => {
+                    return Err(AdminError::Watermarks {
+                        topic: topic.to_owned(),
+                        partition,
+                        source: ClientError::from(error),
+                    })
+                }
+            }
+        }
     }
 
     /// The offsets `group` committed on these partitions (the next record it will read):
