@@ -91,6 +91,13 @@ pub fn table(snapshot: &Snapshot, stall_after: Duration) -> String {
 /// `group orders-app: Stable, 2 members; total lag 12`.
 fn summary(snapshot: &Snapshot) -> String {
     let members = match &snapshot.membership {
+        // DescribeGroups answers `Dead` for a group it does not know as a classic group: a
+        // group under the consumer protocol (KIP-848) has committed offsets but shows here so.
+        Membership::Described(Some((state, 0))) if state == "Dead" => {
+            "Dead or under the consumer protocol (KIP-848), whose members DescribeGroups does \
+             not show"
+                .to_owned()
+        }
         Membership::Described(Some((state, count))) => {
             format!(
                 "{state}, {count} member{}",
@@ -243,6 +250,18 @@ mod tests {
             lines[6],
             "group g: Stable, 1 member; total lag 11; 1 stalled"
         );
+    }
+
+    #[test]
+    fn a_dead_group_with_commits_may_be_one_under_the_consumer_protocol() {
+        let mut dead = snapshot();
+        dead.membership = Membership::Described(Some(("Dead".to_owned(), 0)));
+        assert!(summary(&dead).starts_with(
+            "group g: Dead or under the consumer protocol (KIP-848), whose members \
+             DescribeGroups does not show; total lag 11"
+        ));
+        dead.membership = Membership::Described(Some(("Empty".to_owned(), 0)));
+        assert!(summary(&dead).starts_with("group g: Empty, 0 members;"));
     }
 
     #[test]
