@@ -5,6 +5,13 @@
 //! hit the group mid-stream; each victim restarts after a random 0-1 s. A killed member's
 //! partitions wait for the group session timeout before they move, so the worst pause is
 //! about that long by design. See [`super::audit`] for the rules checked.
+//!
+//! Random moments may fall close together. Under the classic protocol a kill during a
+//! rebalance stretches it: a member killed after it joined (worst, the group's leader, which
+//! computes the assignment) holds every member in the rebalance until its own session
+//! expires, so one partition can wait for several sessions in a row. `--even-kills` spreads
+//! the kills evenly instead; with a window long enough for each kill's rebalance to end
+//! before the next, it measures the pause one kill causes.
 
 use std::time::Duration;
 
@@ -32,6 +39,9 @@ pub struct CrashArgs {
     /// --short].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3_600))]
     duration: Option<u64>,
+    /// Kill at evenly spread moments of the window instead of random ones.
+    #[arg(long)]
+    even_kills: bool,
     #[command(flatten)]
     group: GroupArgs,
 }
@@ -48,6 +58,7 @@ pub fn run(args: CrashArgs) -> anyhow::Result<()> {
     );
     let kills = Kills {
         planned: common.size(args.kills, 8, 3),
+        even: args.even_kills,
         sent: 0,
         restarted_dead: 0,
     };
@@ -58,6 +69,8 @@ pub fn run(args: CrashArgs) -> anyhow::Result<()> {
 /// The crash campaign's disruption: SIGKILL and restart.
 struct Kills {
     planned: u64,
+    /// Evenly spread moments (`--even-kills`) rather than random ones.
+    even: bool,
     sent: u64,
     restarted_dead: u64,
 }
@@ -70,9 +83,15 @@ impl Disruption for Kills {
         window: Duration,
     ) -> anyhow::Result<()> {
         let started = tokio::time::Instant::now();
-        let mut moments: Vec<Duration> = (0..self.planned)
-            .map(|_| window / 10 + dice.duration_up_to(window * 8 / 10))
-            .collect();
+        let mut moments: Vec<Duration> = if self.even {
+            (1..=self.planned)
+                .map(|kill| window.mul_f64(kill as f64 / (self.planned + 1) as f64))
+                .collect()
+        } else {
+            (0..self.planned)
+                .map(|_| window / 10 + dice.duration_up_to(window * 8 / 10))
+                .collect()
+        };
         moments.sort_unstable();
         for moment in moments {
             tokio::time::sleep_until(started + moment).await;
@@ -92,7 +111,11 @@ impl Disruption for Kills {
         vec![
             (
                 "kills".to_owned(),
-                format!("{} SIGKILLs, each followed by a restart", self.sent),
+                format!(
+                    "{} SIGKILLs at {} moments, each followed by a restart",
+                    self.sent,
+                    if self.even { "evenly spread" } else { "random" }
+                ),
             ),
             (
                 "restarted after dying".to_owned(),

@@ -238,7 +238,11 @@ pub fn run(campaign: &Campaign<'_>, disruption: impl Disruption) -> anyhow::Resu
             settings.partition_buffer,
             settings.commit_interval_ms,
             match settings.group_protocol {
-                Protocol::Classic => format!("{} ms", settings.session_timeout_ms()),
+                Protocol::Classic => format!(
+                    "{} ms (heartbeat {} ms)",
+                    settings.session_timeout_ms(),
+                    settings.heartbeat_interval_ms()
+                ),
                 Protocol::Consumer => "the broker's".to_owned(),
             },
             settings.handler_max_us,

@@ -11,6 +11,14 @@
 //! Besides the group checks of [`super::audit`], each kill's recovery is measured: from the
 //! kill until every partition has handled a record produced after it (the producer's and the
 //! group's failover together). It must stay under `--recovery-limit-s`.
+//!
+//! The members' session timeout is Apache Kafka's default, 45 s, unless
+//! `--session-timeout-ms`: killing the node that is both the active controller and the group
+//! coordinator leaves the group without a coordinator for about 6 s (the controllers elect a
+//! new leader, which fences the killed broker after `broker.session.timeout.ms`). A member
+//! session shorter than that expires on the client, and the group rebalances from scratch
+//! on the new coordinator, waiting again for the expired member ids: 12-13 s and thousands
+//! of duplicates instead of one quiet move.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -52,7 +60,15 @@ pub struct FailoverArgs {
     group: GroupArgs,
 }
 
-pub fn run(args: FailoverArgs) -> anyhow::Result<()> {
+/// The members' session timeout unless `--session-timeout-ms`: Apache Kafka's default (see
+/// the module docs).
+const FAILOVER_SESSION_TIMEOUT_MS: u64 = 45_000;
+
+pub fn run(mut args: FailoverArgs) -> anyhow::Result<()> {
+    args.group
+        .members
+        .session_timeout_ms
+        .get_or_insert(FAILOVER_SESSION_TIMEOUT_MS);
     let common = &args.common;
     if common.brokers.is_none() {
         bail!(

@@ -55,6 +55,10 @@ impl std::fmt::Display for Order {
 const DEV_BROKER_SESSION_TIMEOUT_MS: u64 = 4_000;
 /// ... and with `--brokers`: Apache Kafka's smallest by default (`group.min.session.timeout.ms`).
 const KAFKA_SESSION_TIMEOUT_MS: u64 = 6_000;
+/// The longest heartbeat interval the members use unless `--heartbeat-interval-ms`: under the
+/// classic protocol a member learns of a rebalance only from a heartbeat's answer, so every
+/// rebalance round waits up to one interval for the members to rejoin.
+const MAX_HEARTBEAT_INTERVAL_MS: u64 = 1_000;
 
 /// The group protocol of a campaign's members.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -89,9 +93,15 @@ pub struct MemberSettings {
     pub commit_interval_ms: u64,
     /// Group session timeout, in milliseconds: how long a killed member holds its partitions
     /// (classic protocol) [default: 4000 on the development broker; 6000, Apache Kafka's
-    /// smallest by default (`group.min.session.timeout.ms`), with --brokers].
+    /// smallest by default (`group.min.session.timeout.ms`), with --brokers; 45000, Kafka's
+    /// default, in `failover`].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1_000..=60_000))]
     pub session_timeout_ms: Option<u64>,
+    /// Group heartbeat interval, in milliseconds (classic protocol): how long a rebalance
+    /// round may wait for a member to notice it [default: a quarter of the session timeout,
+    /// at most 1000].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(100..=20_000))]
+    pub heartbeat_interval_ms: Option<u64>,
     /// Each handling waits from 0 to this many microseconds (drawn from partition and offset).
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub handler_max_us: u64,
@@ -127,6 +137,13 @@ impl MemberSettings {
             .unwrap_or(DEV_BROKER_SESSION_TIMEOUT_MS)
     }
 
+    /// The heartbeat interval in milliseconds: `--heartbeat-interval-ms`, or a quarter of the
+    /// session timeout, at most [`MAX_HEARTBEAT_INTERVAL_MS`].
+    pub fn heartbeat_interval_ms(&self) -> u64 {
+        self.heartbeat_interval_ms
+            .unwrap_or((self.session_timeout_ms() / 4).min(MAX_HEARTBEAT_INTERVAL_MS))
+    }
+
     /// The flags that pass these settings on to a member.
     pub fn to_args(&self) -> Vec<String> {
         vec![
@@ -138,6 +155,8 @@ impl MemberSettings {
             self.commit_interval_ms.to_string(),
             "--session-timeout-ms".into(),
             self.session_timeout_ms().to_string(),
+            "--heartbeat-interval-ms".into(),
+            self.heartbeat_interval_ms().to_string(),
             "--handler-max-us".into(),
             self.handler_max_us.to_string(),
             "--concurrency".into(),
@@ -170,7 +189,7 @@ impl MemberSettings {
         options = match self.group_protocol {
             Protocol::Classic => options
                 .session_timeout(session)
-                .heartbeat_interval(session / 4),
+                .heartbeat_interval(Duration::from_millis(self.heartbeat_interval_ms())),
             Protocol::Consumer => options.group_protocol(GroupProtocol::Consumer),
         };
         if self.static_membership {
