@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaResult, RDKafkaErrorCode};
 use rdkafka::metadata::Metadata;
 use rdkafka::producer::{BaseProducer, Producer as _};
 use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
@@ -441,37 +441,24 @@ impl Admin {
     /// is moving (a topic just created, a broker failing over), asks again until the request
     /// timeout.
     pub fn watermarks(&self, topic: &str, partition: i32) -> Result<Watermarks, AdminError> {
-        let deadline = Instant::now() + self.options.request_timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self
-                .client
-                .client()
-                .fetch_watermarks(topic, partition, left)
-            {
-                Ok((low, high)) => return Ok(Watermarks { low, high }),
-                Err(error)
-                    if Instant::now() < deadline
-                        && matches!(
-                            error.rdkafka_error_code(),
-                            Some(
-                                RDKafkaErrorCode::NotLeaderForPartition
-                                    | RDKafkaErrorCode::LeaderNotAvailable
-                            )
-                        ) =>
-                {
-                    tracing::debug!(%error, topic, partition, "asking for watermarks again");
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                Err(error) => {
-                    return Err(AdminError::Watermarks {
-                        topic: topic.to_owned(),
-                        partition,
-                        source: ClientError::from(error),
-                    })
-                }
-            }
-        }
+        ask_again_while(
+            self.options.request_timeout,
+            &[
+                RDKafkaErrorCode::NotLeaderForPartition,
+                RDKafkaErrorCode::LeaderNotAvailable,
+            ],
+            |left| {
+                self.client
+                    .client()
+                    .fetch_watermarks(topic, partition, left)
+            },
+        )
+        .map(|(low, high)| Watermarks { low, high })
+        .map_err(|error| AdminError::Watermarks {
+            topic: topic.to_owned(),
+            partition,
+            source: ClientError::from(error),
+        })
     }
 
     /// The offsets `group` committed on these partitions (the next record it will read):
@@ -510,30 +497,18 @@ impl Admin {
             source,
         };
         let consumer = self.group_client(group)?;
-        let deadline = Instant::now() + self.options.request_timeout;
-        let committed = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match consumer.committed_offsets(wanted.clone(), left) {
-                Ok(committed) => break committed,
-                // The group's coordinator moved or is still loading (a new cluster creates
-                // its offsets topic on the first request): ask again until the timeout.
-                Err(error)
-                    if Instant::now() < deadline
-                        && matches!(
-                            error.rdkafka_error_code(),
-                            Some(
-                                RDKafkaErrorCode::NotCoordinator
-                                    | RDKafkaErrorCode::CoordinatorNotAvailable
-                                    | RDKafkaErrorCode::CoordinatorLoadInProgress
-                            )
-                        ) =>
-                {
-                    tracing::debug!(%error, group, "asking for committed offsets again");
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                Err(error) => return Err(failed(ClientError::from(error))),
-            }
-        };
+        // The group's coordinator moved or is still loading (a new cluster creates its
+        // offsets topic on the first request): ask again until the timeout.
+        let committed = ask_again_while(
+            self.options.request_timeout,
+            &[
+                RDKafkaErrorCode::NotCoordinator,
+                RDKafkaErrorCode::CoordinatorNotAvailable,
+                RDKafkaErrorCode::CoordinatorLoadInProgress,
+            ],
+            |left| consumer.committed_offsets(wanted.clone(), left),
+        )
+        .map_err(|error| failed(ClientError::from(error)))?;
         Ok(committed
             .elements()
             .iter()
@@ -746,5 +721,29 @@ impl Admin {
         let client = Arc::new(self.options.create(&config)?);
         groups.insert(group.to_owned(), Arc::clone(&client));
         Ok(client)
+    }
+}
+
+/// Calls `ask` with the time left of `timeout` until it answers, asking again (every 100 ms)
+/// while it fails with one of the `passing` errors: a leader or coordinator that is moving.
+fn ask_again_while<T>(
+    timeout: Duration,
+    passing: &[RDKafkaErrorCode],
+    mut ask: impl FnMut(Duration) -> KafkaResult<T>,
+) -> KafkaResult<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match ask(deadline.saturating_duration_since(Instant::now())) {
+            Err(error)
+                if Instant::now() < deadline
+                    && error
+                        .rdkafka_error_code()
+                        .is_some_and(|code| passing.contains(&code)) =>
+            {
+                tracing::debug!(%error, "asking the cluster again");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            answer => return answer,
+        }
     }
 }
