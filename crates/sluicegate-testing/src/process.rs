@@ -56,14 +56,15 @@ impl Run {
             .collect()
     }
 
-    /// Asserts success, showing stderr if not.
+    /// Asserts success, showing stderr and stdout (a campaign's report, say) if not.
     pub fn assert_ok(&self) -> &Self {
         assert!(
             self.status.success(),
-            "{} failed ({:?}): {}",
+            "{} failed ({:?}): {}\nstdout:\n{}",
             self.program,
             self.status,
-            self.stderr
+            self.stderr,
+            String::from_utf8_lossy(&self.stdout)
         );
         self
     }
