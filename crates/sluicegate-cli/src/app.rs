@@ -10,7 +10,7 @@ use sluicegate::pipeline::BoxError;
 use crate::handlers::registry::Registry;
 use crate::handlers::Handler;
 use crate::tool::{exit, logging};
-use crate::{config, console, demo, dev_broker, dlq, process, status};
+use crate::{config, console, demo, dev_broker, dlq, offsets, process, status};
 
 /// The `sluice` command line, with the handlers a task's `type` may name.
 ///
@@ -81,6 +81,7 @@ impl Sluice {
             Command::Dlq(command) => dlq::run(command, registry),
             Command::Config(command) => config::run_command(command, registry),
             Command::Status(args) => status::run(args),
+            Command::Offsets(command) => offsets::run(command),
         };
         exit::code("sluice", outcome)
     }
@@ -124,6 +125,10 @@ enum Command {
     /// Show a consumer group's position per partition: committed offset, end offset, lag and
     /// the member that owns it.
     Status(status::StatusArgs),
+    /// Move a consumer group's committed offsets: replay from a time or an offset, or skip
+    /// to the end (a dry run unless --execute; the group must be inactive).
+    #[command(subcommand)]
+    Offsets(offsets::OffsetsCommand),
 }
 
 #[cfg(test)]

@@ -53,6 +53,7 @@ mod dev_broker;
 mod dlq;
 mod handlers;
 mod observe;
+mod offsets;
 mod process;
 mod produce;
 mod secret;

@@ -11,8 +11,10 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::anyhow;
 use clap::Args;
-use sluicegate::pipeline::{BatcherOptions, BoxHandler, Pipeline, PipelineSummary};
-use sluicegate::retry::{RetryError, RetryMode, RetryTask, Stages, TaskSummary};
+use sluicegate::pipeline::{
+    BatcherOptions, BoxError, BoxHandler, Handler, Pipeline, PipelineSummary,
+};
+use sluicegate::retry::{DeadLetter, RetryError, RetryMode, RetryTask, Stages, TaskSummary};
 use sluicegate::Readiness;
 use tokio::sync::Notify;
 
@@ -59,17 +61,28 @@ pub fn run(args: ProcessArgs, registry: &Registry) -> anyhow::Result<()> {
     let plan = args.config.plan(&args.task, registry)?;
     let in_file = |problem: String| usage(format!("{}: {problem}", args.config.config.display()));
     let handler = crate::handlers::start(&plan.handler, registry).map_err(|error| {
-        let key = if error.key.is_empty() {
-            String::new()
-        } else {
-            format!(".{}", error.key)
-        };
         in_file(format!(
-            "tasks.{}.handler{key}: {}",
-            plan.name, error.problem
+            "tasks.{}.handler{}: {}",
+            plan.name,
+            dotted(error.key),
+            error.problem
         ))
     })?;
-    let task = retry_task(&plan, handler);
+    let dead_letters = match &plan.dead_letter_handler {
+        None => None,
+        Some(spec) => Some(crate::handlers::start(spec, registry).map_err(|error| {
+            in_file(format!(
+                "tasks.{}.dead_letter_handler{}: {}",
+                plan.name,
+                dotted(error.key),
+                error.problem
+            ))
+        })?),
+    };
+    let mut task = retry_task(&plan, handler);
+    if let Some(handler) = dead_letters {
+        task = task.dead_letter_handler(DeadLetterRecord(handler));
+    }
     let stages = task.validate(&args.stages).map_err(|error| match error {
         RetryError::Stages(problem) => usage(format!("--stages: {problem}")),
         other => in_file(format!("tasks.{}: {other}", plan.name)),
@@ -123,6 +136,26 @@ pub fn run(args: ProcessArgs, registry: &Registry) -> anyhow::Result<()> {
     match failed {
         Some(error) => Err(anyhow!(error).context(format!("task `{}` stopped", plan.name))),
         None => Ok(()),
+    }
+}
+
+/// `.key` for a key inside a handler table, nothing for the table itself.
+fn dotted(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!(".{key}")
+    }
+}
+
+/// A handler of records as a dead-letter handler: it receives the dead letter's record, whose
+/// retry headers (`sluice.retry.*`, with the original topic, partition, offset, attempt and
+/// error) tell where it came from and why it failed.
+struct DeadLetterRecord(BoxHandler);
+
+impl Handler<DeadLetter> for DeadLetterRecord {
+    async fn handle(&self, dead_letter: &DeadLetter) -> Result<(), BoxError> {
+        self.0.handle(&dead_letter.record).await
     }
 }
 

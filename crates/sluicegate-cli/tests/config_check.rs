@@ -176,6 +176,82 @@ fn a_good_file_passes_with_a_summary() {
 }
 
 #[test]
+fn dead_letter_handlers_and_retrying_forever_are_checked_and_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dead.toml");
+    let good = r#"[clusters.main]
+bootstrap_servers = "127.0.0.1:9092"
+
+[tasks.ledger]
+topics = ["payments"]
+retry_delays = ["1s", "1m"]
+retry_forever = true
+handler = { type = "exec", command = ["true"] }
+dead_letter_handler = { type = "http", url = "http://127.0.0.1:1/alert" }
+"#;
+    std::fs::write(&file, good).unwrap();
+    let path = file.display().to_string();
+    let output = run(&["config", "check", &path], &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        format!(
+            "{path}: ok; clusters: main; producers: none; tasks: ledger
+  ledger on main: group ledger reads payments; 2 retries (stages 1-2) in payments.ledger.retry.1, payments.ledger.retry.2, then the last again forever; dead letters to payments.ledger.dlq (handler http); handler exec
+"
+        )
+    );
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "{path}: warning: tasks.ledger.retry_forever: a record that always fails is retried \
+             every 60s for as long as the task runs and never reaches the dead-letter topic; \
+             alert on the growth of the last retry topic\n"
+        )
+    );
+
+    let bad = r#"[clusters.main]
+bootstrap_servers = "127.0.0.1:9092"
+
+[tasks.ledger]
+topics = ["payments"]
+retry_forever = true
+handler = { type = "exec", command = ["true"] }
+dead_letter_handler = { type = "http", url = "http://127.0.0.1:1/alert", batch = { size = 5 } }
+
+[tasks.audit]
+topics = ["audit"]
+handler = { type = "exec", command = ["true"] }
+dead_letter_handler = { type = "pager" }
+
+[tasks.refunds]
+topics = ["refunds"]
+handler = { type = "exec", command = ["true"] }
+dead_letter_handler = { type = "exec" }
+"#;
+    std::fs::write(&file, bad).unwrap();
+    let output = run(&["config", "check", &path], &[]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    for problem in [
+        "tasks.ledger.retry_forever: needs `retries` or `retry_delays`: the last delay is the one repeated (line 6)",
+        "tasks.ledger.dead_letter_handler.batch: a dead-letter handler takes one dead letter at a time (line 8)",
+        "tasks.audit.dead_letter_handler.type: no handler named `pager` (the handlers are exec, http) (line 13)",
+        "tasks.refunds.dead_letter_handler: missing key `command` (the exec handler needs it) (line 18)",
+    ] {
+        let line = format!("{path}: {problem}");
+        assert!(
+            stderr.lines().any(|found| found == line),
+            "`{line}` is not in:\n{stderr}"
+        );
+    }
+    assert!(
+        stderr.ends_with(&format!("sluice: config check: 4 problems in {path}\n")),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn flags_override_the_environment_which_overrides_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = good_file(dir.path());

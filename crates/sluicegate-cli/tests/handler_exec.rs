@@ -41,6 +41,43 @@ fn gone(pid: &str) -> bool {
 }
 
 #[test]
+fn a_dead_letter_handler_runs_once_per_dead_letter_with_its_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let alerts = dir.path().join("alerts");
+    let task = TaskFixture::new(
+        "exec-dead-letter-handler",
+        1,
+        &format!(
+            "retry_delays = [\"200ms\"]\n\
+             dead_letter_handler = {{ type = \"exec\", command = [\"sh\", \"-c\", \
+             'echo \"$(cat) $SLUICE_TOPIC $SLUICE_OFFSET $SLUICE_ATTEMPT $SLUICE_ERROR\" >> {}'] }}\n",
+            alerts.display()
+        ),
+    );
+    let positions = task.produce(&[(0, "ok-0"), (0, "bad-0"), (0, "dead-0")]);
+    let process = task.start("all");
+    wait_until("two alerts", || lines(&alerts).len() >= 2);
+    let ended = process.terminate();
+    assert!(ended.status.success(), "{}", ended.stderr);
+    // Once per dead letter, with where it was first read, its attempt and why it failed.
+    assert_eq!(
+        lines(&alerts),
+        [
+            format!(
+                "bad-0 {} {} 2 message handler permanent error: exit status 65: malformed bad-0",
+                task.topic, positions[1].1
+            ),
+            format!(
+                "dead-0 {} {} 3 message handler error: exit status 1: failed dead-0 at attempt 2",
+                task.topic, positions[2].1
+            ),
+        ]
+    );
+    assert_eq!(dead_letters(&task).len(), 2);
+    task.assert_all_committed(&format!("{}.dlq", task.group), &task.dead_letter_topic());
+}
+
+#[test]
 fn json_input_success_and_failures_with_their_stderr() {
     let task = TaskFixture::new("exec-json", 1, "");
     let journal = beside(&task, "seen");

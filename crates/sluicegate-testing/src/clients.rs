@@ -188,3 +188,26 @@ pub async fn committed_offset(
         Err(e) => panic!("reading the committed offset of {describe} failed: {e}"),
     }
 }
+
+/// Commits `offset` for consumer group `group` on `topic`/`partition`, from outside the group
+/// (it must have no members).
+///
+/// # Panics
+///
+/// If the broker does not accept the commit within 10 s.
+pub async fn commit_offset(bootstrap: &str, group: &str, topic: &str, partition: i32, offset: i64) {
+    let describe = format!("group {group:?} on {topic:?}/{partition}");
+    let config = consumer_config(bootstrap, group);
+    let topic = topic.to_owned();
+    let commit = move || -> Result<(), KafkaError> {
+        let consumer: BaseConsumer = config.create()?;
+        let mut offsets = TopicPartitionList::new();
+        offsets.add_partition_offset(&topic, partition, Offset::Offset(offset))?;
+        consumer.commit(&offsets, rdkafka::consumer::CommitMode::Sync)
+    };
+    match tokio::task::spawn_blocking(commit).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("cannot commit for {describe}: {e}"),
+        Err(e) => panic!("committing for {describe} failed: {e}"),
+    }
+}

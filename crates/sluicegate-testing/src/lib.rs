@@ -50,7 +50,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use broker::TestBroker;
 pub use clients::{
-    committed_offset, consumer_config, produce_records, producer_config, TestRecord,
+    commit_offset, committed_offset, consumer_config, produce_records, producer_config, TestRecord,
 };
 pub use kafka::{kafka, kafka_three_nodes, KafkaCluster, KafkaSetup};
 pub use tls::{secured_kafka, SecuredKafka, SASL_USER};

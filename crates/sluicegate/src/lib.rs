@@ -9,7 +9,9 @@
 //! finish records. A [`pipeline`] runs handlers over engines the Broadway way: processors
 //! with an ordering mode, batchers and a failure handler. The [`producer`] module is the
 //! buffered producer, with backpressure when its buffer is full. A [`retry`] task runs a
-//! pipeline as stages over delayed retry topics and a dead-letter topic. [`OffsetTracker`] is
+//! pipeline as stages over delayed retry topics and a dead-letter topic. A [`codec`] decodes
+//! records into typed values before a handler runs and encodes values to produce.
+//! [`OffsetTracker`] is
 //! the pure logic behind commits. A [`reader::TopicReader`] reads a topic as it is (from an
 //! offset, a time, N records before the end), and an [`admin::Admin`] looks at the cluster
 //! (partitions, watermarks, a group's committed offsets and members) and creates topics; both
@@ -40,6 +42,7 @@
 pub mod admin;
 mod client_error;
 mod cluster;
+pub mod codec;
 mod commit_stamp;
 pub mod embedded;
 pub mod metrics;

@@ -7,15 +7,40 @@ use std::time::Duration;
 
 use crate::record::TopicPartition;
 
-/// Where a group with no committed offset starts reading a partition.
+/// Where a group with no committed offset starts reading a partition. A partition the
+/// group committed an offset on always resumes there.
+///
+/// ```
+/// use sluicegate::{ConsumerOptions, StartPosition};
+///
+/// let options = ConsumerOptions::new("127.0.0.1:9092", "audit", ["orders", "refunds"])
+///     .start_position(StartPosition::Timestamp(1_714_564_800_000)) // 2024-05-01T12:00:00Z
+///     .topic_start_position("refunds", StartPosition::Latest);
+/// assert!(options.validate().is_ok());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum StartPosition {
     /// The oldest record still in the partition.
     #[default]
     Earliest,
-    /// Only records produced after the member joined.
+    /// Only records produced after the partition was assigned.
     Latest,
+    /// The first record written at or after this time, in milliseconds since the Unix epoch
+    /// (the end, where no record is that late).
+    Timestamp(i64),
+    /// This offset, clamped to what the partition keeps.
+    Offset(i64),
+}
+
+impl StartPosition {
+    /// Whether the engine places a new partition here itself (see `source::placement`),
+    /// rather than leave it to librdkafka's `auto.offset.reset`: a time and an offset, which
+    /// that cannot express, and the end, which it would look up only once fetching starts,
+    /// missing records written between the assignment and then.
+    pub(crate) fn is_exact(self) -> bool {
+        !matches!(self, Self::Earliest)
+    }
 }
 
 /// When acknowledged offsets are committed to the broker.
@@ -158,6 +183,8 @@ pub struct ConsumerOptions {
     pub(crate) group_id: String,
     pub(crate) topics: Vec<String>,
     pub(crate) start_position: StartPosition,
+    /// Start positions of single topics, overriding `start_position`.
+    pub(crate) topic_start_positions: BTreeMap<String, StartPosition>,
     pub(crate) members: usize,
     pub(crate) session_timeout: Duration,
     pub(crate) heartbeat_interval: Duration,
@@ -192,6 +219,7 @@ impl fmt::Debug for ConsumerOptions {
             .field("group_id", &self.group_id)
             .field("topics", &self.topics)
             .field("start_position", &self.start_position)
+            .field("topic_start_positions", &self.topic_start_positions)
             .field("members", &self.members)
             .field("session_timeout", &self.session_timeout)
             .field("heartbeat_interval", &self.heartbeat_interval)
@@ -242,6 +270,7 @@ impl ConsumerOptions {
             group_id: group_id.into(),
             topics: topics.into_iter().map(Into::into).collect(),
             start_position: StartPosition::default(),
+            topic_start_positions: BTreeMap::new(),
             members: 1,
             session_timeout: Duration::from_secs(45),
             heartbeat_interval: Self::DEFAULT_HEARTBEAT_INTERVAL,
@@ -269,6 +298,35 @@ impl ConsumerOptions {
     pub fn start_position(mut self, position: StartPosition) -> Self {
         self.start_position = position;
         self
+    }
+
+    /// Start position for the partitions of `topic` the group has never committed, instead
+    /// of [`start_position`](Self::start_position)'s.
+    pub fn topic_start_position(
+        mut self,
+        topic: impl Into<String>,
+        position: StartPosition,
+    ) -> Self {
+        self.topic_start_positions.insert(topic.into(), position);
+        self
+    }
+
+    /// Where the group starts the partitions of `topic` it never committed.
+    pub(crate) fn start_position_of(&self, topic: &str) -> StartPosition {
+        self.topic_start_positions
+            .get(topic)
+            .copied()
+            .unwrap_or(self.start_position)
+    }
+
+    /// Whether some partitions need placing by the engine: an exact start position, or a
+    /// topic whose position differs from what `auto.offset.reset` does for the rest.
+    pub(crate) fn places_new_partitions(&self) -> bool {
+        self.start_position.is_exact()
+            || self
+                .topic_start_positions
+                .values()
+                .any(|position| *position != self.start_position)
     }
 
     /// Number of group members this engine runs in this process, each with its own client
@@ -455,6 +513,27 @@ impl ConsumerOptions {
         }
         for topic in &self.topics {
             validate_topic_name(topic)?;
+        }
+        let positions = std::iter::once(("start_position".to_owned(), self.start_position)).chain(
+            self.topic_start_positions
+                .iter()
+                .map(|(topic, position)| (format!("topic_start_position.{topic}"), *position)),
+        );
+        for (key, position) in positions {
+            if matches!(position, StartPosition::Timestamp(at) | StartPosition::Offset(at) if at < 0)
+            {
+                return Err(OptionsError::new(key, "must not be negative"));
+            }
+        }
+        if let Some(topic) = self
+            .topic_start_positions
+            .keys()
+            .find(|topic| !self.topics.contains(topic))
+        {
+            return Err(OptionsError::new(
+                format!("topic_start_position.{topic}"),
+                "not a topic the engine reads",
+            ));
         }
         if self.members == 0 || self.members > 256 {
             return Err(OptionsError::new("members", "must be between 1 and 256"));

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::options;
-use sluicegate::{ConsumerEngine, ConsumerOptions, EngineError};
+use sluicegate::{ConsumerEngine, ConsumerOptions, EngineError, StartPosition};
 use sluicegate_testing::{init_tracing, unique_name, TestBroker};
 
 /// An address where nothing listens: connecting to it would fail slowly or not at all.
@@ -32,6 +32,15 @@ async fn bad_options_are_named_without_connecting() {
         (
             ConsumerOptions::new(NOWHERE, "g", ["t"]).librdkafka("group.id", "other"),
             "librdkafka.group.id",
+        ),
+        (
+            ConsumerOptions::new(NOWHERE, "g", ["t"]).start_position(StartPosition::Offset(-1)),
+            "start_position",
+        ),
+        (
+            ConsumerOptions::new(NOWHERE, "g", ["t"])
+                .topic_start_position("other", StartPosition::Latest),
+            "topic_start_position.other",
         ),
     ];
     for (options, key) in cases {

@@ -79,6 +79,17 @@ fn check(args: &FileArgs, registry: &Registry) -> anyhow::Result<()> {
     for plan in loaded.tasks.values() {
         out!("  {}", describe(plan))?;
     }
+    for plan in loaded.tasks.values().filter(|plan| plan.retry_forever) {
+        eprintln!(
+            "{file}: warning: tasks.{}.retry_forever: a record that always fails is retried \
+             every {:?} for as long as the task runs and never reaches the dead-letter topic; \
+             alert on the growth of the last retry topic",
+            plan.name,
+            plan.policy
+                .delay_after_failures(plan.retries())
+                .unwrap_or_default()
+        );
+    }
     Ok(())
 }
 
@@ -114,20 +125,33 @@ fn describe(plan: &TaskPlan) -> String {
         .iter()
         .map(|topics| topics.dead_letter())
         .collect();
-    let handler = match &plan.handler.kind {
-        HandlerKind::Exec(exec) if exec.workers.is_some() => "exec (workers)",
-        HandlerKind::Exec(_) => "exec",
-        HandlerKind::Http(_) => "http",
-        HandlerKind::Custom(custom) => custom.name.as_str(),
+    let kind = |kind: &HandlerKind| -> String {
+        match kind {
+            HandlerKind::Exec(exec) if exec.workers.is_some() => "exec (workers)".to_owned(),
+            HandlerKind::Exec(_) => "exec".to_owned(),
+            HandlerKind::Http(_) => "http".to_owned(),
+            HandlerKind::Custom(custom) => custom.name.clone(),
+        }
+    };
+    let handler = kind(&plan.handler.kind);
+    let retries = if plan.retry_forever {
+        format!("{retries}, then the last again forever")
+    } else {
+        retries
+    };
+    let dead_letter_handler = match &plan.dead_letter_handler {
+        Some(spec) => format!(" (handler {})", kind(&spec.kind)),
+        None => String::new(),
     };
     format!(
-        "{} on {}: group {} reads {}; {}; dead letters to {}; handler {}{}",
+        "{} on {}: group {} reads {}; {}; dead letters to {}{}; handler {}{}",
         plan.name,
         plan.cluster.name,
         plan.group,
         inputs.join(", "),
         retries,
         dead.join(", "),
+        dead_letter_handler,
         handler,
         if plan.handler.batch.is_some() {
             " in batches"

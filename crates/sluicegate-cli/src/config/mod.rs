@@ -20,6 +20,7 @@
 //! retry_delays = ["1s", "5s", "30s"] # or: retries = 3 and retry_backoff = { base = "1s", cap = "1m" }
 //! handler = { type = "exec", command = ["./bill.sh"] }
 //! # or: handler = { type = "http", url = "http://127.0.0.1:8080/bill", body = "json" }
+//! # optional: dead_letter_handler = { type = "http", url = "http://127.0.0.1:8080/alert" }
 //! ```
 //!
 //! # One merge
@@ -288,6 +289,11 @@ pub struct Task {
     pub producer: Option<String>,
     /// The input topics (required).
     pub topics: Option<Vec<String>>,
+    /// Where the group starts a partition it never committed: `earliest` (the default),
+    /// `latest`, `datetime:T` or `offset:N`.
+    pub start_position: Option<String>,
+    /// `start_position` for single topics: `{ refunds = "latest" }`.
+    pub topic_start_positions: Option<BTreeMap<String, String>>,
     /// The consumer group of stage 0; stage `k` uses `<group>.retry.<k>`. Default: the
     /// task's name.
     pub group: Option<String>,
@@ -336,6 +342,13 @@ pub struct Task {
     /// What handles each record (required): `type` names the handler, the other keys are
     /// its settings, checked once the type is known.
     pub handler: Option<HandlerTable>,
+    /// What the dead-letter stage calls with each dead letter (an alert, a compensation):
+    /// a handler table as `handler`'s, without `batch`.
+    pub dead_letter_handler: Option<HandlerTable>,
+    /// Retry forever: after the last delay, a failing record waits that delay again, and
+    /// never reaches the dead-letter topic unless its handler refuses it for good.
+    #[serde(default)]
+    pub retry_forever: bool,
 }
 
 /// `group_protocol`.

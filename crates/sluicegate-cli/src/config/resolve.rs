@@ -6,7 +6,7 @@ use std::time::Duration;
 use sluicegate::pipeline::{BatcherOptions, ProcessingOrder};
 use sluicegate::producer::ProducerOptions;
 use sluicegate::retry::{RetryPolicy, RetryTopics};
-use sluicegate::{ConsumerOptions, GroupProtocol, OptionsError, RemoteAssignor};
+use sluicegate::{ConsumerOptions, GroupProtocol, OptionsError, RemoteAssignor, StartPosition};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::Url;
@@ -54,6 +54,11 @@ pub struct TaskPlan {
     pub handler_timeout: Option<Duration>,
     /// The handler, and whether it takes batches.
     pub handler: HandlerSpec,
+    /// What the dead-letter stage calls with each dead letter, if anything.
+    pub dead_letter_handler: Option<HandlerSpec>,
+    /// Whether records are retried forever (the last delay repeats; see `config check`'s
+    /// warning).
+    pub retry_forever: bool,
 }
 
 /// What a task is resolved with: its cluster and its producer, checked already.
@@ -83,7 +88,10 @@ impl TaskPlan {
         let found = problems.len();
         if context.broken {
             if let Some(table) = &task.handler {
-                handler(table, name, context.registry, problems);
+                handler(table, name, "handler", context.registry, problems);
+            }
+            if let Some(table) = &task.dead_letter_handler {
+                dead_letter_handler(table, name, context.registry, problems);
             }
             return None;
         }
@@ -98,10 +106,15 @@ impl TaskPlan {
                 Vec::new()
             }
         };
-        let consumer = match (&task.topics, context.cluster) {
-            (Some(_), Some(cluster)) => consumer_options(task, &topics, cluster, &group)
-                .map_err(|error| problems.push(rename(error, name, cluster)))
-                .ok(),
+        let positions = StartPositions::of(task, &key)
+            .map_err(|error| problems.push(error))
+            .ok();
+        let consumer = match (&task.topics, context.cluster, &positions) {
+            (Some(_), Some(cluster), Some(positions)) => {
+                consumer_options(task, &topics, cluster, &group, positions)
+                    .map_err(|error| problems.push(rename(error, name, cluster)))
+                    .ok()
+            }
             _ => None,
         };
         let producer = match (context.producer, context.cluster) {
@@ -135,8 +148,8 @@ impl TaskPlan {
             }
             _ => None,
         };
-        let handler = match &task.handler {
-            Some(table) => handler(table, name, context.registry, problems),
+        let task_handler = match &task.handler {
+            Some(table) => handler(table, name, "handler", context.registry, problems),
             None => {
                 problems.push(ConfigError::new(
                     format!("tasks.{name}"),
@@ -145,6 +158,10 @@ impl TaskPlan {
                 None
             }
         };
+        let dead_letters = task
+            .dead_letter_handler
+            .as_ref()
+            .map(|table| dead_letter_handler(table, name, context.registry, problems));
         if problems.len() != found {
             return None;
         }
@@ -164,7 +181,9 @@ impl TaskPlan {
             },
             concurrency: task.concurrency,
             handler_timeout: task.handler_timeout.map(|timeout| timeout.0),
-            handler: handler?,
+            handler: task_handler?,
+            dead_letter_handler: dead_letters.flatten(),
+            retry_forever: task.retry_forever,
         })
     }
 
@@ -174,11 +193,46 @@ impl TaskPlan {
     }
 }
 
+/// A task's `start_position` and `topic_start_positions`, parsed.
+#[derive(Debug, Default)]
+struct StartPositions {
+    all: Option<StartPosition>,
+    topics: Vec<(String, StartPosition)>,
+}
+
+impl StartPositions {
+    /// Parses the task's start positions; a bad one is a problem naming its key.
+    fn of(task: &Task, key: &dyn Fn(&str) -> String) -> Result<Self, ConfigError> {
+        let all = task
+            .start_position
+            .as_deref()
+            .map(|text| {
+                start_position(text)
+                    .map_err(|problem| ConfigError::new(key("start_position"), problem))
+            })
+            .transpose()?;
+        let topics = task
+            .topic_start_positions
+            .iter()
+            .flatten()
+            .map(|(topic, text)| {
+                start_position(text)
+                    .map(|position| (topic.clone(), position))
+                    .map_err(|problem| {
+                        ConfigError::new(key(&format!("topic_start_positions.{topic}")), problem)
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { all, topics })
+    }
+}
+
 fn consumer_options(
     task: &Task,
     topics: &[String],
     cluster: &ClusterPlan,
     group: &str,
+    positions: &StartPositions,
 ) -> Result<ConsumerOptions, OptionsError> {
     let mut options =
         ConsumerOptions::new(&cluster.bootstrap_servers, group, topics.iter().cloned());
@@ -223,11 +277,42 @@ fn consumer_options(
     if let Some(records) = task.partition_buffer {
         options = options.partition_buffer(records);
     }
+    if let Some(position) = positions.all {
+        options = options.start_position(position);
+    }
+    for (topic, position) in &positions.topics {
+        options = options.topic_start_position(topic, *position);
+    }
     for (property, value) in cluster.properties.iter() {
         options = options.librdkafka(property, value);
     }
     options.validate()?;
     Ok(options)
+}
+
+/// `earliest`, `latest`, `datetime:T` (RFC 3339, or ms since the epoch) or `offset:N`.
+fn start_position(text: &str) -> Result<StartPosition, String> {
+    let expected = || format!("`{text}`: expected earliest, latest, datetime:T or offset:N");
+    match text.split_once(':') {
+        None if text == "earliest" => Ok(StartPosition::Earliest),
+        None if text == "latest" => Ok(StartPosition::Latest),
+        Some(("offset", offset)) => offset
+            .parse::<i64>()
+            .ok()
+            .filter(|offset| *offset >= 0)
+            .map(StartPosition::Offset)
+            .ok_or_else(expected),
+        Some(("datetime", time)) => time
+            .parse::<i64>()
+            .ok()
+            .filter(|ms| *ms >= 0)
+            .or_else(|| crate::console::start::parse_rfc3339(time))
+            .map(StartPosition::Timestamp)
+            .ok_or_else(|| {
+                format!("`{time}` is not a time like 2024-05-01T12:00:00Z or 1714564800000 (ms)")
+            }),
+        _ => Err(expected()),
+    }
 }
 
 /// This machine's name for `{hostname}` in `group_instance_id`, with characters an instance
@@ -253,6 +338,13 @@ fn rename(error: OptionsError, task: &str, cluster: &ClusterPlan) -> ConfigError
         "bootstrap_servers" => cluster.rename(&error),
         key if key.starts_with("librdkafka") => cluster.rename(&error),
         "group_id" => ConfigError::new(format!("tasks.{task}.group"), error.problem),
+        key if key.starts_with("topic_start_position.") => ConfigError::new(
+            format!(
+                "tasks.{task}.topic_start_positions.{}",
+                &key["topic_start_position.".len()..]
+            ),
+            error.problem,
+        ),
         key => ConfigError::new(format!("tasks.{task}.{key}"), error.problem),
     }
 }
@@ -278,7 +370,7 @@ fn policy(task: &Task, key: &dyn Fn(&str) -> String) -> Result<RetryPolicy, Conf
                 "needs `retries`: how many retries to make",
             ))
         }
-        (None, None, None) => return Ok(RetryPolicy::none()),
+        (None, None, None) => RetryPolicy::none(),
         (Some(delays), None, None) => RetryPolicy::delays(delays.iter().map(|delay| delay.0))
             .map_err(|error| ConfigError::new(key("retry_delays"), error.problem))?,
         (None, Some(retries), backoff) => {
@@ -294,7 +386,15 @@ fn policy(task: &Task, key: &dyn Fn(&str) -> String) -> Result<RetryPolicy, Conf
             })?
         }
     };
-    Ok(policy)
+    if !task.retry_forever {
+        return Ok(policy);
+    }
+    policy.forever().map_err(|_| {
+        ConfigError::new(
+            key("retry_forever"),
+            "needs `retries` or `retry_delays`: the last delay is the one repeated",
+        )
+    })
 }
 
 /// The retry and dead-letter topics of each input topic, with the configured names.
@@ -371,10 +471,11 @@ fn retry_topics(
 fn handler(
     table: &HandlerTable,
     task: &str,
+    slot: &str,
     registry: &Registry,
     problems: &mut Vec<ConfigError>,
 ) -> Option<HandlerSpec> {
-    let at = KeyPath::keys(["tasks", task, "handler"]);
+    let at = KeyPath::keys(["tasks", task, slot]);
     let task_key = |setting: &str| format!("tasks.{task}.{setting}");
     let kind = match table.0.get("type") {
         None => {
@@ -399,7 +500,7 @@ fn handler(
     if kind == "exec" || kind == "http" {
         let config: HandlerConfig =
             deserialize_all(toml::Value::Table(table.0.clone()), &at, problems)?;
-        return builtin(&config, &task_key)
+        return builtin(&config, slot, &task_key)
             .map_err(|error| problems.push(error))
             .ok();
     }
@@ -422,7 +523,7 @@ fn handler(
         Some(batch) => {
             let config: BatchConfig = deserialize_all(batch, &at.key("batch"), problems)?;
             Some(
-                batch_spec(config, &|setting| task_key(&format!("handler.{setting}")))
+                batch_spec(config, &|setting| task_key(&format!("{slot}.{setting}")))
                     .map_err(|error| problems.push(error))
                     .ok()?,
             )
@@ -440,12 +541,31 @@ fn handler(
     })
 }
 
+/// The `dead_letter_handler` table of task `task`, checked as a handler table; it takes one
+/// dead letter at a time, so it has no `batch`.
+fn dead_letter_handler(
+    table: &HandlerTable,
+    task: &str,
+    registry: &Registry,
+    problems: &mut Vec<ConfigError>,
+) -> Option<HandlerSpec> {
+    if table.0.contains_key("batch") {
+        problems.push(ConfigError::new(
+            format!("tasks.{task}.dead_letter_handler.batch"),
+            "a dead-letter handler takes one dead letter at a time",
+        ));
+        return None;
+    }
+    handler(table, task, "dead_letter_handler", registry, problems)
+}
+
 /// A built-in handler's table, checked.
 fn builtin(
     config: &HandlerConfig,
+    slot: &str,
     task_key: &dyn Fn(&str) -> String,
 ) -> Result<HandlerSpec, ConfigError> {
-    let key = |setting: &str| task_key(&format!("handler.{setting}"));
+    let key = |setting: &str| task_key(&format!("{slot}.{setting}"));
     let positive = |setting: &str, duration: Option<ConfigDuration>| match duration {
         Some(ConfigDuration(duration)) if duration.is_zero() => {
             Err(ConfigError::new(key(setting), "must be greater than zero"))
@@ -478,7 +598,7 @@ fn builtin(
     }
     let missing = |name: &str| {
         ConfigError::new(
-            task_key("handler"),
+            task_key(slot),
             format!("missing key `{name}` (the {kind} handler needs it)"),
         )
     };

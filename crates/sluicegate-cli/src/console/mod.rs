@@ -18,7 +18,7 @@ pub mod consume;
 pub(crate) mod json;
 pub mod lines;
 pub mod produce;
-mod start;
+pub(crate) mod start;
 
 use std::str::FromStr;
 use std::time::Duration;

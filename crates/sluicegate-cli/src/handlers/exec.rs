@@ -12,6 +12,7 @@
 //! | `SLUICE_TOPIC`, `SLUICE_PARTITION`, `SLUICE_OFFSET` | where the record was first read: the input topic, also in a retry stage |
 //! | `SLUICE_KEY` | the key, when it is UTF-8 (absent otherwise) |
 //! | `SLUICE_ATTEMPT` | 1 on the first handling, `k + 1` in retry `k` |
+//! | `SLUICE_ERROR` | on a retry or a dead letter: why the previous handling failed |
 //!
 //! For a batch it gets `SLUICE_BATCH_SIZE`, the number of lines.
 //!
@@ -202,6 +203,10 @@ fn environment(record: &Record) -> Vec<(&'static str, String)> {
     ];
     if let Some(key) = text_key(record) {
         variables.push(("SLUICE_KEY", key.to_owned()));
+    }
+    // An environment variable cannot hold NUL.
+    if let Some(error) = origin.error.filter(|error| !error.contains('\0')) {
+        variables.push(("SLUICE_ERROR", error));
     }
     variables
 }

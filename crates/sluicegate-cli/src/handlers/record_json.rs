@@ -8,7 +8,8 @@
 //!
 //! `topic`, `partition` and `offset` say where the record was first read: the input topic,
 //! also when a retry stage handles it. `attempt` is 1 on the first handling and `k + 1` in
-//! retry `k`. Keys, values and headers are bytes, written as `sluice consume --format json`
+//! retry `k`. On a retry or a dead letter, `error` says why the previous handling failed
+//! (it is absent on a first handling). Keys, values and headers are bytes, written as `sluice consume --format json`
 //! writes them: a string when they are UTF-8, else `{"base64": "..."}`, and `null` when
 //! absent. `headers` are the record's own (the retry headers are left out);
 //! `timestamp_ms` is `null` when the broker gave none.
@@ -30,24 +31,33 @@ pub struct Origin {
     pub offset: i64,
     /// 1 on the first handling, `k + 1` in retry `k`.
     pub attempt: u32,
+    /// Why the previous handling failed, on a retry or a dead letter.
+    pub error: Option<String>,
 }
 
 impl Origin {
     /// The origin of `record`, from its retry headers when it is a retry.
     pub fn of(record: &Record) -> Self {
-        let (topic, partition, offset) = match RetryHeaders::from_headers(&record.headers) {
+        let (topic, partition, offset, error) = match RetryHeaders::from_headers(&record.headers) {
             Ok(Some(history)) => (
                 history.original_topic,
                 history.original_partition,
                 history.original_offset,
+                Some(history.error),
             ),
-            _ => (record.topic.to_string(), record.partition, record.offset),
+            _ => (
+                record.topic.to_string(),
+                record.partition,
+                record.offset,
+                None,
+            ),
         };
         Self {
             topic,
             partition,
             offset,
             attempt: attempt(record),
+            error,
         }
     }
 }
@@ -77,7 +87,8 @@ impl Serialize for RecordJson<'_> {
                 value: Bytes(header.value.as_deref()),
             })
             .collect();
-        let mut object = serializer.serialize_struct("Record", 8)?;
+        let fields = if origin.error.is_some() { 9 } else { 8 };
+        let mut object = serializer.serialize_struct("Record", fields)?;
         object.serialize_field("topic", &origin.topic)?;
         object.serialize_field("partition", &origin.partition)?;
         object.serialize_field("offset", &origin.offset)?;
@@ -86,6 +97,9 @@ impl Serialize for RecordJson<'_> {
         object.serialize_field("headers", &headers)?;
         object.serialize_field("timestamp_ms", &record.timestamp_ms)?;
         object.serialize_field("attempt", &origin.attempt)?;
+        if let Some(error) = &origin.error {
+            object.serialize_field("error", error)?;
+        }
         object.end()
     }
 }
@@ -176,13 +190,15 @@ mod tests {
                 topic: "orders".into(),
                 partition: 1,
                 offset: 99,
-                attempt: 2
+                attempt: 2,
+                error: Some("boom".into()),
             }
         );
         let json: serde_json::Value = serde_json::from_slice(&json_line(&retried)).unwrap();
         assert_eq!(json["topic"], "orders");
         assert_eq!(json["offset"], 99);
         assert_eq!(json["attempt"], 2);
+        assert_eq!(json["error"], "boom", "why the previous handling failed");
         assert_eq!(json["headers"].as_array().unwrap().len(), 1, "{json}");
     }
 

@@ -1,5 +1,6 @@
-//! Looking at a cluster and changing its topics: topics and their partitions, watermarks, a
-//! group's committed offsets and members, creating topics.
+//! Looking at a cluster and changing its topics: topics and their partitions, watermarks,
+//! offsets by time, a group's committed offsets and members, setting an inactive group's
+//! offsets, creating topics.
 //!
 //! ```no_run
 //! use sluicegate::admin::{Admin, NewTopic};
@@ -170,6 +171,33 @@ pub enum AdminError {
         #[source]
         source: ClientError,
     },
+    /// The offsets of a time could not be looked up.
+    #[error("could not look up the offsets of `{topic}` at {time_ms} ms")]
+    OffsetsForTime {
+        /// The topic.
+        topic: String,
+        /// The time, in milliseconds since the Unix epoch.
+        time_ms: i64,
+        /// librdkafka's error.
+        #[source]
+        source: ClientError,
+    },
+    /// The group has members: its offsets can be set only while it has none (the brokers
+    /// refuse a commit from outside the group while it is active).
+    #[error("group `{group}` has active members; stop them before setting its offsets")]
+    GroupActive {
+        /// The group.
+        group: String,
+    },
+    /// Offsets could not be committed for a group.
+    #[error("could not commit offsets for group `{group}`")]
+    CommitOffsets {
+        /// The group.
+        group: String,
+        /// librdkafka's error.
+        #[source]
+        source: ClientError,
+    },
     /// A topic was created but the cluster's metadata did not list it, with a leader for each
     /// partition, in time.
     #[error("topic `{topic}` was created but the cluster does not list it")]
@@ -190,6 +218,11 @@ pub struct Watermarks {
 }
 
 impl Watermarks {
+    /// The watermarks `low` and `high`.
+    pub fn new(low: Offset, high: Offset) -> Self {
+        Self { low, high }
+    }
+
     /// Records kept between the two (a count of offsets: on a compacted topic, fewer records).
     pub fn records(&self) -> u64 {
         u64::try_from(self.high - self.low).unwrap_or(0)
@@ -523,6 +556,96 @@ impl Admin {
                 _ => None,
             })
             .collect())
+    }
+
+    /// For each of these partitions of `topic`, the offset of the first record whose
+    /// timestamp is at or after `time_ms` (milliseconds since the Unix epoch), or the end
+    /// (high watermark) when the partition has none that late.
+    pub fn offsets_for_time(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        time_ms: i64,
+    ) -> Result<BTreeMap<i32, Offset>, AdminError> {
+        let failed = |source: ClientError| AdminError::OffsetsForTime {
+            topic: topic.to_owned(),
+            time_ms,
+            source,
+        };
+        let mut query = TopicPartitionList::new();
+        for &partition in partitions {
+            query
+                .add_partition_offset(topic, partition, KafkaOffset::Offset(time_ms))
+                .map_err(|error| failed(ClientError::from(error)))?;
+        }
+        // Any group's client can ask; the lookup does not involve the group.
+        let consumer = self.group_client("sluice-offsets-for-time")?;
+        let found = ask_again_while(
+            self.options.request_timeout,
+            &[
+                RDKafkaErrorCode::NotLeaderForPartition,
+                RDKafkaErrorCode::LeaderNotAvailable,
+            ],
+            |left| consumer.offsets_for_times(query.clone(), left),
+        )
+        .map_err(|error| failed(ClientError::from(error)))?;
+        let mut offsets = BTreeMap::new();
+        for element in found.elements() {
+            let offset = match element.offset() {
+                KafkaOffset::Offset(offset) if offset >= 0 => offset,
+                // No record that late: librdkafka answers the end.
+                _ => self.watermarks(topic, element.partition())?.high,
+            };
+            offsets.insert(element.partition(), offset);
+        }
+        Ok(offsets)
+    }
+
+    /// Commits `offsets` (the next record to read, per partition) for `group` from outside
+    /// it, as `kafka-consumer-groups.sh --reset-offsets` does: the brokers accept it only
+    /// while the group has no members.
+    ///
+    /// # Errors
+    ///
+    /// [`AdminError::GroupActive`] when the brokers refuse because the group has members;
+    /// [`AdminError::CommitOffsets`] for any other refusal.
+    pub fn commit_offsets(
+        &self,
+        group: &str,
+        offsets: &BTreeMap<TopicPartition, Offset>,
+    ) -> Result<(), AdminError> {
+        let failed = |source: ClientError| AdminError::CommitOffsets {
+            group: group.to_owned(),
+            source,
+        };
+        let mut list = TopicPartitionList::new();
+        for (at, &offset) in offsets {
+            list.add_partition_offset(&at.topic, at.partition, KafkaOffset::Offset(offset))
+                .map_err(|error| failed(ClientError::from(error)))?;
+        }
+        if list.count() == 0 {
+            return Ok(());
+        }
+        let consumer = self.group_client(group)?;
+        match consumer.commit(&list, rdkafka::consumer::CommitMode::Sync) {
+            Ok(()) => Ok(()),
+            Err(error)
+                if matches!(
+                    error.rdkafka_error_code(),
+                    Some(
+                        RDKafkaErrorCode::UnknownMemberId
+                            | RDKafkaErrorCode::IllegalGeneration
+                            | RDKafkaErrorCode::RebalanceInProgress
+                            | RDKafkaErrorCode::StaleMemberEpoch
+                    )
+                ) =>
+            {
+                Err(AdminError::GroupActive {
+                    group: group.to_owned(),
+                })
+            }
+            Err(error) => Err(failed(ClientError::from(error))),
+        }
     }
 
     /// `group` as the brokers describe it (ListGroups, DescribeGroups), or `None` when they

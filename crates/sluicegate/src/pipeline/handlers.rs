@@ -10,6 +10,8 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
+use crate::codec::DecodeError;
+
 use super::message::{
     Batch, BoxError, Failed, FailureKind, FailureReason, GaveUp, Message, Permanent,
 };
@@ -72,6 +74,8 @@ pub(crate) async fn guarded<T>(
             Err(error) => {
                 let kind = if error.is::<Permanent>() {
                     FailureKind::Permanent
+                } else if error.is::<DecodeError>() {
+                    FailureKind::Decode
                 } else {
                     FailureKind::Error
                 };
@@ -128,6 +132,23 @@ mod tests {
         assert_eq!(
             permanent.to_string(),
             "message handler permanent error: not JSON"
+        );
+
+        let undecodable = guarded(
+            async {
+                let record = crate::pipeline::TestPipeline::record("orders", 1, 4, None, b"{");
+                Err::<(), BoxError>(DecodeError::new(&record, "EOF while parsing").into())
+            },
+            None,
+            None,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(undecodable.kind, FailureKind::Decode);
+        assert!(!undecodable.kind.is_retriable());
+        assert_eq!(
+            undecodable.to_string(),
+            "message handler decode error: orders/1@4 does not decode: EOF while parsing"
         );
 
         let batcher: Arc<str> = "db".into();

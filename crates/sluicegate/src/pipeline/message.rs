@@ -231,12 +231,15 @@ pub enum FailureKind {
     /// The handler returned a [`Permanent`] error: trying the record again cannot help, so
     /// a retry task sends it straight to the dead-letter topic.
     Permanent,
+    /// The record did not decode ([`codec::Decode`](crate::codec::Decode)), so no handler
+    /// saw it. Not retriable: a retry task sends it straight to the dead-letter topic.
+    Decode,
 }
 
 impl FailureKind {
     /// Whether handling the record again might succeed.
     pub fn is_retriable(self) -> bool {
-        self != Self::Permanent
+        !matches!(self, Self::Permanent | Self::Decode)
     }
 }
 
@@ -269,7 +272,7 @@ impl std::error::Error for Permanent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FailureReason {
-    /// Error, panic or timeout.
+    /// Error, panic, timeout, permanent error or decode error.
     pub kind: FailureKind,
     /// The batcher whose batch handler failed, or `None` for the message handler.
     pub batcher: Option<Arc<str>>,
@@ -325,6 +328,7 @@ impl fmt::Display for FailureReason {
             FailureKind::Panic => "panic",
             FailureKind::Timeout => "timeout",
             FailureKind::Permanent => "permanent error",
+            FailureKind::Decode => "decode error",
         };
         match &self.batcher {
             Some(batcher) => write!(f, "batch handler `{batcher}` {kind}: {}", self.description),

@@ -95,6 +95,7 @@
 //! owner).
 
 mod batcher;
+mod decoded;
 mod failures;
 mod handler;
 mod handlers;

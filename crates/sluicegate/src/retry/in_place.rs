@@ -73,7 +73,7 @@ where
         let next_delay = reason
             .kind
             .is_retriable()
-            .then(|| policy.delay_before(attempts as usize))
+            .then(|| policy.delay_after_failures(attempts as usize))
             .flatten();
         let Some(delay) = next_delay else {
             return Err(reason);
@@ -210,5 +210,29 @@ mod tests {
             (permanent.attempts, permanent.kind),
             (1, FailureKind::Permanent)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_policy_that_retries_forever_keeps_the_last_delay_until_success() {
+        let policy = RetryPolicy::delays([Duration::from_secs(1), Duration::from_secs(3)])
+            .unwrap()
+            .forever()
+            .unwrap();
+        let calls = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let outcome = retry_in_place(&policy, None, |_| {
+            let call = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if call < 5 {
+                    Err::<u32, BoxError>("down".into())
+                } else {
+                    Ok(call)
+                }
+            }
+        })
+        .await;
+        // Five failures: 1 s, then 3 s four times.
+        assert_eq!(outcome, Ok(5));
+        assert_eq!(started.elapsed(), Duration::from_secs(1 + 3 * 4));
     }
 }

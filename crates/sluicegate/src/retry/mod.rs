@@ -7,14 +7,16 @@
 //! delivered is the record acknowledged, so a crash in between delivers it again instead of
 //! losing it. Stage `k` reads retry topic `k`, holds each record until it is due, and writes
 //! what fails again to retry topic `k + 1`, or, after the last retry, to the dead-letter
-//! topic. The stage after the last retry watches the dead-letter topic and logs each dead
-//! letter. [`RetryPolicy`] says how many retries and how long each waits, [`RetryTopics`]
+//! topic. The stage after the last retry watches the dead-letter topic, logs each dead
+//! letter and hands it to the task's dead-letter handler, if it has one
+//! ([`RetryTask::dead_letter_handler`]). [`RetryPolicy`] says how many retries and how long each waits, [`RetryTopics`]
 //! names the topics, and [`Stages`] selects the stages a process runs.
 //!
 //! # Failure classes
 //!
-//! An error, a panic or a timeout is retried. An error wrapped in [`Permanent`] is not: the
-//! record goes straight to the dead-letter topic.
+//! An error, a panic or a timeout is retried. An error wrapped in [`Permanent`] is not, nor
+//! is a record that does not decode ([`FailureKind::Decode`](crate::pipeline::FailureKind)):
+//! the record goes straight to the dead-letter topic.
 //!
 //! # Timing
 //!
@@ -38,6 +40,7 @@
 //! with the input topic's partition count. Stage 0 uses group `billing`, stage `k` group
 //! `billing.retry.<k>`, the dead-letter stage `billing.dlq`.
 
+mod dead_letter;
 mod headers;
 mod in_place;
 mod policy;
@@ -48,6 +51,7 @@ mod task;
 mod topics;
 
 pub use crate::pipeline::Permanent;
+pub use dead_letter::DeadLetter;
 pub use headers::{
     attempt, names as header_names, without_retry_headers, RetryHeaderError, RetryHeaders,
 };

@@ -5,10 +5,12 @@ use std::time::Duration;
 use crate::options::OptionsError;
 
 /// The delay before each retry: retry `k` (1-based) waits `delays[k - 1]` after the failure
-/// before it runs. The number of delays is the number of retries.
+/// before it runs. The number of delays is the number of retries, unless the policy
+/// [retries forever](RetryPolicy::forever).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     delays: Vec<Duration>,
+    forever: bool,
 }
 
 impl RetryPolicy {
@@ -21,7 +23,10 @@ impl RetryPolicy {
                 format!("at most {MAX_RETRIES} retries"),
             ));
         }
-        Ok(Self { delays })
+        Ok(Self {
+            delays,
+            forever: false,
+        })
     }
 
     /// `retries` retries waiting `base`, `2 × base`, `4 × base`... each at most `cap`.
@@ -48,10 +53,49 @@ impl RetryPolicy {
 
     /// No retries: a failed record goes straight to the dead-letter topic.
     pub fn none() -> Self {
-        Self { delays: Vec::new() }
+        Self {
+            delays: Vec::new(),
+            forever: false,
+        }
     }
 
-    /// How many times a failed record is retried before the dead-letter topic.
+    /// Retries forever: after the last delay, a record that fails again waits that delay
+    /// again, and again, and never reaches the dead-letter topic (only a
+    /// [`Permanent`](super::Permanent) error or a record that does not decode does). Through
+    /// retry topics, the last retry stage writes such records back to its own topic.
+    ///
+    /// Use it when no record may be given up on (a ledger, say) and alert on the retry
+    /// topic's growth: one record that can never succeed is retried as long as the task runs.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sluicegate::retry::RetryPolicy;
+    ///
+    /// let policy = RetryPolicy::delays([Duration::from_secs(1), Duration::from_secs(30)])
+    ///     .unwrap()
+    ///     .forever()
+    ///     .unwrap();
+    /// assert_eq!(policy.retries(), 2); // two retry topics
+    /// assert_eq!(policy.delay_after_failures(7), Some(Duration::from_secs(30)));
+    /// ```
+    pub fn forever(mut self) -> Result<Self, OptionsError> {
+        if self.delays.is_empty() {
+            return Err(OptionsError::new(
+                "retry.forever",
+                "needs at least one retry delay to repeat",
+            ));
+        }
+        self.forever = true;
+        Ok(self)
+    }
+
+    /// Whether the policy retries forever (see [`forever`](Self::forever)).
+    pub fn is_forever(&self) -> bool {
+        self.forever
+    }
+
+    /// How many retries the policy lists (one retry topic each); a record is retried that
+    /// many times before the dead-letter topic, unless the policy retries forever.
     pub fn retries(&self) -> usize {
         self.delays.len()
     }
@@ -62,6 +106,17 @@ impl RetryPolicy {
             .checked_sub(1)
             .and_then(|index| self.delays.get(index))
             .copied()
+    }
+
+    /// How long a record that failed `failures` times (1 for the first failure) waits before
+    /// its next try, or `None` when it goes to the dead-letter topic: the listed delays in
+    /// order, then, for a policy that retries forever, the last one again.
+    pub fn delay_after_failures(&self, failures: usize) -> Option<Duration> {
+        match self.delay_before(failures) {
+            Some(delay) => Some(delay),
+            None if self.forever && failures > 0 => self.delays.last().copied(),
+            None => None,
+        }
     }
 }
 
@@ -125,5 +180,22 @@ mod tests {
             "retry.delays"
         );
         assert_eq!(RetryPolicy::none().retries(), 0);
+        assert_eq!(key(RetryPolicy::none().forever()), "retry.forever");
+    }
+
+    #[test]
+    fn a_policy_that_retries_forever_repeats_its_last_delay() {
+        let limited =
+            RetryPolicy::delays([Duration::from_secs(1), Duration::from_secs(5)]).unwrap();
+        assert_eq!(limited.delay_after_failures(3), None);
+        let forever = limited.clone().forever().unwrap();
+        assert!(forever.is_forever() && !limited.is_forever());
+        assert_eq!(forever.retries(), 2);
+        let delays: Vec<_> = (1..=4)
+            .map(|failures| forever.delay_after_failures(failures))
+            .collect();
+        let secs = |secs| Some(Duration::from_secs(secs));
+        assert_eq!(delays, vec![secs(1), secs(5), secs(5), secs(5)]);
+        assert_eq!(forever.delay_after_failures(0), None);
     }
 }

@@ -26,9 +26,10 @@ pub(crate) enum Destination {
     DeadLetter,
 }
 
-/// Where a record that failed in `stage` goes: the next retry while the policy has one and
-/// the failure is retriable; the dead-letter topic otherwise, and always when retries run
-/// in place (they were all spent before the record failed).
+/// Where a record that failed in `stage` goes: the next retry while the policy has one (or
+/// the last retry again, for a policy that retries forever) and the failure is retriable;
+/// the dead-letter topic otherwise, and always when retries run in place (they were all
+/// spent before the record failed).
 pub(crate) fn destination(
     stage: usize,
     policy: &RetryPolicy,
@@ -38,9 +39,10 @@ pub(crate) fn destination(
     if in_place || !kind.is_retriable() {
         return Destination::DeadLetter;
     }
-    match policy.delay_before(stage + 1) {
+    // A policy that retries forever sends what fails in the last retry stage back to it.
+    match policy.delay_after_failures(stage + 1) {
         Some(delay) => Destination::Retry {
-            retry: stage + 1,
+            retry: (stage + 1).min(policy.retries()),
             delay,
         },
         None => Destination::DeadLetter,
@@ -97,8 +99,14 @@ impl Router {
             tracing::warn!(topic = %record.topic, offset = record.offset, %error, "unreadable retry history; starting it afresh");
             None
         });
-        // Handled once per stage so far, and `attempts` times in this one.
-        let handled = stage as u32 + reason.attempts;
+        // Handled as often as its history says before this stage (once per stage when it is
+        // unreadable; a policy that retries forever passes the last stage many times), and
+        // `attempts` times in this one.
+        let handled_before = match (stage, &previous) {
+            (1.., Some(previous)) => previous.attempt.saturating_sub(1),
+            _ => stage as u32,
+        };
+        let handled = handled_before + reason.attempts;
         let first_failure_ms = previous
             .as_ref()
             .map_or(reason.first_failure_ms, |previous| {
@@ -249,6 +257,31 @@ mod tests {
         );
         assert_eq!(
             destination(0, &RetryPolicy::none(), FailureKind::Error, false),
+            Destination::DeadLetter
+        );
+    }
+
+    #[test]
+    fn retrying_forever_loops_the_last_retry_topic() {
+        let forever = policy().forever().unwrap();
+        let retry = |retry, secs| Destination::Retry {
+            retry,
+            delay: Duration::from_secs(secs),
+        };
+        assert_eq!(
+            destination(0, &forever, FailureKind::Error, false),
+            retry(1, 1)
+        );
+        assert_eq!(
+            destination(1, &forever, FailureKind::Error, false),
+            retry(2, 10)
+        );
+        assert_eq!(
+            destination(2, &forever, FailureKind::Timeout, false),
+            retry(2, 10)
+        );
+        assert_eq!(
+            destination(2, &forever, FailureKind::Decode, false),
             Destination::DeadLetter
         );
     }

@@ -4,15 +4,14 @@
 //! With `retries` retries, stage 0 consumes the input topics (group `<group>`), stage `k`
 //! (1 to `retries`) consumes retry topic `k` of each input topic (group `<group>.retry.<k>`),
 //! and stage `retries + 1` watches the dead-letter topics (group `<group>.dlq`): it logs each
-//! dead letter once per group, so several processes report each exactly once.
+//! dead letter and calls the dead-letter handler once per group (see
+//! [`dead_letter`](super::dead_letter)), so several processes report each once.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::headers::RetryHeaders;
 use super::policy::RetryPolicy;
 use super::topics::RetryTopics;
-use crate::pipeline::{BoxError, Message};
 use crate::record::Record;
 
 /// The role of one stage.
@@ -72,32 +71,6 @@ pub(crate) fn due_at(record: &Record, delay: Duration) -> Option<SystemTime> {
             .timestamp_ms
             .map(|written| since_epoch(written) + delay),
     }
-}
-
-/// The dead-letter stage's handler: logs each dead letter with its reason.
-pub(crate) async fn log_dead_letter(
-    _: Arc<()>,
-    message: Message<Record>,
-) -> Result<Message<Record>, BoxError> {
-    let record = message.data();
-    match RetryHeaders::from_headers(&record.headers) {
-        Ok(Some(history)) => tracing::warn!(
-            dead_letter_topic = %record.topic,
-            offset = record.offset,
-            original_topic = %history.original_topic,
-            original_partition = history.original_partition,
-            original_offset = history.original_offset,
-            handled = history.attempt.saturating_sub(1),
-            reason = %history.error,
-            "dead letter"
-        ),
-        _ => tracing::warn!(
-            dead_letter_topic = %record.topic,
-            offset = record.offset,
-            "dead letter without a readable retry history"
-        ),
-    }
-    Ok(message)
 }
 
 #[cfg(test)]

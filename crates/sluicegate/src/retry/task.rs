@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::dead_letter::{self, DeadLetter};
 use super::in_place::InPlaceRetries;
 use super::policy::RetryPolicy;
 use super::route::{RouteCounters, Router, Unwritable};
@@ -16,7 +17,9 @@ use super::stages::{Stages, StagesError};
 use super::topics::RetryTopics;
 use crate::admin::{self, TopicSetupError};
 use crate::options::{ConsumerOptions, OptionsError};
-use crate::pipeline::{Pipeline, PipelineBuilder, PipelineStats, PipelineSummary};
+use crate::pipeline::{
+    BoxHandler, Handler, Pipeline, PipelineBuilder, PipelineStats, PipelineSummary,
+};
 use crate::producer::{ProduceError, Producer, ProducerOptions};
 use crate::record::Record;
 use crate::source::{ConsumerEngine, EngineError};
@@ -121,6 +124,7 @@ pub struct RetryTask<S> {
     pipeline: PipelineBuilder<S, Record>,
     topics: Vec<RetryTopics>,
     mode: RetryMode,
+    dead_letter_handler: Option<BoxHandler<DeadLetter>>,
     /// A name override for a topic that is not an input topic, reported by `validate`.
     misplaced_override: Option<OptionsError>,
 }
@@ -146,6 +150,7 @@ impl<S: Send + Sync + 'static> RetryTask<S> {
             pipeline,
             topics,
             mode: RetryMode::default(),
+            dead_letter_handler: None,
             misplaced_override: None,
         }
     }
@@ -194,6 +199,47 @@ impl<S: Send + Sync + 'static> RetryTask<S> {
     /// How failed records are retried (default [`RetryMode::Topics`]).
     pub fn mode(mut self, mode: RetryMode) -> Self {
         self.mode = mode;
+        self
+    }
+
+    /// Calls `handler` once for each dead letter, in the dead-letter stage (stage
+    /// `retries + 1`), after logging it: to alert, or to compensate. At least once: a dead
+    /// letter whose stage stops before committing it is handed over again. A handler that
+    /// fails (error, panic or the pipeline's handler timeout) is logged by the stage, and the
+    /// dead letter stays in its topic; retry inside the handler if a call must not be
+    /// missed.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use sluicegate::pipeline::{BoxError, Handler, Pipeline};
+    /// use sluicegate::retry::{DeadLetter, RetryPolicy, RetryTask, Stages};
+    /// use sluicegate::ConsumerOptions;
+    ///
+    /// struct Alert;
+    ///
+    /// impl Handler<DeadLetter> for Alert {
+    ///     async fn handle(&self, dead: &DeadLetter) -> Result<(), BoxError> {
+    ///         if let Some(history) = &dead.history {
+    ///             eprintln!("{}@{} gave up: {}", history.original_topic, history.original_offset, history.error);
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pipeline = Pipeline::builder(()).handle_message(|_, message| async move { Ok(message) });
+    /// let task = RetryTask::new(
+    ///     ConsumerOptions::new("127.0.0.1:9092", "billing", ["orders"]),
+    ///     RetryPolicy::delays([Duration::from_secs(5)])?,
+    ///     pipeline,
+    /// )
+    /// .dead_letter_handler(Alert);
+    /// let running = task.start(&Stages::All).await?;
+    /// # running.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn dead_letter_handler(mut self, handler: impl Handler<DeadLetter>) -> Self {
+        self.dead_letter_handler = Some(BoxHandler::new(handler));
         self
     }
 
@@ -350,9 +396,7 @@ impl<S: Send + Sync + 'static> RetryTask<S> {
             .await
             .map_err(|source| RetryError::Engine { stage, source })?;
         let pipeline = match role {
-            StageRole::DeadLetters => Pipeline::builder(())
-                .concurrency(1)
-                .handle_message(stage::log_dead_letter)
+            StageRole::DeadLetters => dead_letter::pipeline(self.dead_letter_handler.clone())
                 .source(engine)
                 .start()?,
             StageRole::Input | StageRole::Retry(..) => {

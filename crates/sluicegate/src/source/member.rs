@@ -28,6 +28,7 @@ use crate::record::{Offset, Record, TopicPartition};
 use crate::source::fetch_queue::FetchQueue;
 use crate::source::instruments::{self, GroupInstruments, GroupState, PartitionInstruments};
 use crate::source::partition::{PartitionShared, PartitionStream};
+use crate::source::placement;
 use crate::source::poll_loop::{Doorbell, LeaveGate, PollLoop};
 use crate::sync::lock;
 
@@ -119,6 +120,9 @@ impl ConsumerContext for MemberContext {
         match rebalance {
             Rebalance::Assign(list) => {
                 instruments.assignments.increment(1);
+                if self.member.options.places_new_partitions() {
+                    placement::place_new_partitions(consumer, &self.member.options, list);
+                }
                 self.member.assign(list)
             }
             Rebalance::Revoke(list) => {
@@ -355,9 +359,11 @@ pub(crate) fn client_config(options: &ConsumerOptions, index: usize) -> ClientCo
         .set("enable.partition.eof", "false")
         .set(
             "auto.offset.reset",
+            // Exact positions are placed by the engine; earliest is the fallback once a
+            // placed offset falls out of what the partition keeps.
             match options.start_position {
-                StartPosition::Earliest => "earliest",
                 StartPosition::Latest => "latest",
+                _ => "earliest",
             },
         )
         .set("max.poll.interval.ms", millis(options.max_poll_interval))

@@ -29,6 +29,7 @@ mod fetch_queue;
 mod instruments;
 mod member;
 mod partition;
+mod placement;
 mod poll_loop;
 mod stall;
 mod stats;
