@@ -83,6 +83,7 @@ impl Sluice {
             Command::Status(args) => status::run(args),
             Command::Offsets(command) => offsets::run(command),
         };
+        crate::tool::otel::shutdown();
         exit::code("sluice", outcome)
     }
 }

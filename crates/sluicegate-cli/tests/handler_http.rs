@@ -132,3 +132,42 @@ fn requests_by_value(server: &TestServer) -> BTreeMap<String, Vec<Request>> {
     }
     by_value
 }
+
+#[test]
+fn handler_spans_are_exported_over_otlp_when_an_endpoint_is_set() {
+    let collector = TestServer::start(|_, _| Answer::ok());
+    let endpoint = collector.url.trim_end_matches("/records").to_owned();
+    let task = TaskFixture::new("otlp-export", 1, "");
+    task.produce(&[(0, "ok-0"), (0, "ok-1")]);
+    let process = task.start_with_env("all", &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
+    wait_until("both records handled", || task.handled().len() == 2);
+    let ended = process.terminate();
+    assert!(ended.status.success(), "{}", ended.stderr);
+    // The last spans are sent when the process exits.
+    let exports: Vec<_> = collector
+        .requests()
+        .into_iter()
+        .filter(|request| request.path == "/v1/traces")
+        .collect();
+    assert!(
+        !exports.is_empty(),
+        "no OTLP export: {:?}",
+        collector.requests()
+    );
+    assert_eq!(exports[0].header("content-type"), "application/x-protobuf");
+    // Protobuf keeps strings as they are: the spans and the service are named in the body.
+    let sent: Vec<u8> = exports
+        .iter()
+        .flat_map(|request| request.body.clone())
+        .collect();
+    let contains = |text: &str| {
+        sent.windows(text.len())
+            .any(|window| window == text.as_bytes())
+    };
+    assert!(
+        contains(&format!("process {}", task.topic)),
+        "the handler spans"
+    );
+    assert!(contains("sluice"), "the service name");
+    assert!(contains("messaging.kafka.offset"), "the attributes");
+}

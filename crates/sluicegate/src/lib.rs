@@ -56,6 +56,8 @@ mod refusal;
 pub mod retry;
 mod source;
 mod sync;
+#[cfg(feature = "otel")]
+mod trace_context;
 
 pub use client_error::ClientError;
 pub use cluster::ClusterOptions;
@@ -68,7 +70,7 @@ pub use options::{
 pub use record::{Header, Offset, Record, TimestampType, TopicPartition};
 pub use source::{
     AckError, Acknowledger, ConsumerEngine, EngineError, EngineStats, EngineSummary,
-    PartitionStream, Readiness,
+    PartitionStream, PauseSwitch, Readiness,
 };
 pub use source::{CommitError, CommitMode};
 

@@ -256,6 +256,21 @@ impl ConsumerOptions {
     /// Options for one consumer group reading `topics` from the brokers in
     /// `bootstrap_servers` (comma separated `host:port`), with every other setting at its
     /// default.
+    ///
+    /// A topic starting with `^` is a pattern (a regular expression): the group reads every
+    /// topic it matches, those created later included, picked up within the metadata
+    /// refresh (10 s with a pattern unless the librdkafka property
+    /// `topic.metadata.refresh.interval.ms` says otherwise; under the consumer protocol the
+    /// brokers match it). A pattern may match no topic yet; a name must exist at start.
+    ///
+    /// ```
+    /// use sluicegate::ConsumerOptions;
+    ///
+    /// let options = ConsumerOptions::new("127.0.0.1:9092", "audit", ["^orders-.*", "refunds"]);
+    /// assert!(options.validate().is_ok());
+    /// let bad = ConsumerOptions::new("127.0.0.1:9092", "audit", ["^orders-("]);
+    /// assert!(bad.validate().unwrap_err().to_string().contains("`^orders-(` is not a valid topic pattern"));
+    /// ```
     pub fn new<I, S>(
         bootstrap_servers: impl Into<String>,
         group_id: impl Into<String>,
@@ -301,7 +316,8 @@ impl ConsumerOptions {
     }
 
     /// Start position for the partitions of `topic` the group has never committed, instead
-    /// of [`start_position`](Self::start_position)'s.
+    /// of [`start_position`](Self::start_position)'s. `topic` is a name or, starting with
+    /// `^`, a pattern: the position of a topic's name wins over a pattern's.
     pub fn topic_start_position(
         mut self,
         topic: impl Into<String>,
@@ -311,12 +327,17 @@ impl ConsumerOptions {
         self
     }
 
-    /// Where the group starts the partitions of `topic` it never committed.
+    /// Where the group starts the partitions of `topic` it never committed: the position
+    /// set for its name, else for the first pattern (in sorted order) matching it, else the
+    /// engine's.
     pub(crate) fn start_position_of(&self, topic: &str) -> StartPosition {
+        if let Some(position) = self.topic_start_positions.get(topic) {
+            return *position;
+        }
         self.topic_start_positions
-            .get(topic)
-            .copied()
-            .unwrap_or(self.start_position)
+            .iter()
+            .find(|(key, _)| is_pattern(key) && topic_matches(key, topic))
+            .map_or(self.start_position, |(_, position)| *position)
     }
 
     /// Whether some partitions need placing by the engine: an exact start position, or a
@@ -512,7 +533,7 @@ impl ConsumerOptions {
             return Err(OptionsError::new("topics", "must name at least one topic"));
         }
         for topic in &self.topics {
-            validate_topic_name(topic)?;
+            validate_topic(topic)?;
         }
         let positions = std::iter::once(("start_position".to_owned(), self.start_position)).chain(
             self.topic_start_positions
@@ -525,15 +546,18 @@ impl ConsumerOptions {
                 return Err(OptionsError::new(key, "must not be negative"));
             }
         }
-        if let Some(topic) = self
-            .topic_start_positions
-            .keys()
-            .find(|topic| !self.topics.contains(topic))
-        {
-            return Err(OptionsError::new(
-                format!("topic_start_position.{topic}"),
-                "not a topic the engine reads",
-            ));
+        for key in self.topic_start_positions.keys() {
+            let setting = format!("topic_start_position.{key}");
+            if is_pattern(key) {
+                compile_pattern(key).map_err(|problem| {
+                    OptionsError::new(&setting, format!("not a valid topic pattern: {problem}"))
+                })?;
+            } else if !self.topics.iter().any(|read| topic_matches(read, key)) {
+                return Err(OptionsError::new(
+                    setting,
+                    "not a topic the engine reads (nor matched by one of its patterns)",
+                ));
+            }
         }
         if self.members == 0 || self.members > 256 {
             return Err(OptionsError::new("members", "must be between 1 and 256"));
@@ -691,6 +715,39 @@ impl ConsumerOptions {
 }
 
 /// Kafka's topic name rules: 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+/// Whether `topic` is a pattern (a regular expression starting with `^`, as librdkafka reads
+/// subscriptions) rather than a name.
+pub(crate) fn is_pattern(topic: &str) -> bool {
+    topic.starts_with('^')
+}
+
+/// The pattern `pattern` compiled, or why it is not one.
+pub(crate) fn compile_pattern(pattern: &str) -> Result<regex_automata::meta::Regex, String> {
+    regex_automata::meta::Regex::new(pattern).map_err(|error| error.to_string())
+}
+
+/// Whether `topic` (a name) is matched by `pattern` (a name or a pattern).
+pub(crate) fn topic_matches(pattern: &str, topic: &str) -> bool {
+    if is_pattern(pattern) {
+        compile_pattern(pattern).is_ok_and(|regex| regex.is_match(topic))
+    } else {
+        pattern == topic
+    }
+}
+
+/// A topic name or, starting with `^`, a pattern: checked.
+fn validate_topic(topic: &str) -> Result<(), OptionsError> {
+    if !is_pattern(topic) {
+        return validate_topic_name(topic);
+    }
+    compile_pattern(topic).map(|_| ()).map_err(|problem| {
+        OptionsError::new(
+            "topics",
+            format!("`{topic}` is not a valid topic pattern: {problem}"),
+        )
+    })
+}
+
 fn validate_topic_name(topic: &str) -> Result<(), OptionsError> {
     let valid_chars = topic
         .chars()

@@ -33,6 +33,12 @@ async fn bad_options_are_named_without_connecting() {
             ConsumerOptions::new(NOWHERE, "g", ["t"]).librdkafka("group.id", "other"),
             "librdkafka.group.id",
         ),
+        (ConsumerOptions::new(NOWHERE, "g", ["^orders-("]), "topics"),
+        (
+            ConsumerOptions::new(NOWHERE, "g", ["^orders-.*"])
+                .topic_start_position("refunds", StartPosition::Latest),
+            "topic_start_position.refunds",
+        ),
         (
             ConsumerOptions::new(NOWHERE, "g", ["t"]).start_position(StartPosition::Offset(-1)),
             "start_position",

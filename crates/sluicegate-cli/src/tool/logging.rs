@@ -55,23 +55,32 @@ impl LogFormat {
 /// with secrets read through [`Secret`](crate::Secret) hidden. Text is coloured only when
 /// stderr is a terminal and `NO_COLOR` is not set, so a log file holds no escape codes. Only
 /// the first call in a process sets logging up.
+///
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, handler spans are exported over OTLP as well (see
+/// [`otel`](super::otel)), whatever `RUST_LOG` says; call [`otel::shutdown`](super::otel::shutdown)
+/// before exiting to send the last ones.
 pub fn init(globals: &GlobalArgs) {
     use std::io::IsTerminal as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
     if GLOBALS.set(*globals).is_err() {
         return;
     }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| ScrubbingWriter(std::io::stderr()));
-    let _ = match globals.log_format {
+    let lines = tracing_subscriber::fmt::layer().with_writer(|| ScrubbingWriter(std::io::stderr()));
+    let lines = match globals.log_format {
         LogFormat::Text => {
             let colour = std::io::stderr().is_terminal()
                 && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
-            builder.with_ansi(colour).try_init()
+            lines.with_ansi(colour).with_filter(filter).boxed()
         }
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Json => lines.json().with_filter(filter).boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(lines)
+        .with(super::otel::layer())
+        .try_init();
 }
 
 /// The global flags [`init`] set logging up with (the defaults before that), as arguments for

@@ -7,6 +7,7 @@
 
 pub mod exit;
 pub mod logging;
+pub mod otel;
 pub mod payload;
 pub mod progress;
 pub mod rss;

@@ -133,6 +133,15 @@ command = ["sh", "{script}"]
 
     /// Like [`start`](Self::start), with more arguments for `sluice process`.
     pub fn start_with_args(&self, stages: &str, more: &[&str]) -> TaskProcess {
+        self.start_with(stages, more, &[])
+    }
+
+    /// Like [`start`](Self::start), with these environment variables set.
+    pub fn start_with_env(&self, stages: &str, environment: &[(&str, &str)]) -> TaskProcess {
+        self.start_with(stages, &[], environment)
+    }
+
+    fn start_with(&self, stages: &str, more: &[&str], environment: &[(&str, &str)]) -> TaskProcess {
         let stdout = self.dir.path().join(format!("{}.stdout", unique_name("p")));
         let stderr = self.dir.path().join(format!("{}.stderr", unique_name("p")));
         let child = sluice()
@@ -141,6 +150,7 @@ command = ["sh", "{script}"]
             .args(["--stages", stages])
             .args(more)
             .arg(&self.name)
+            .envs(environment.iter().copied())
             .stdin(Stdio::null())
             .stdout(fs::File::create(&stdout).expect("stdout file"))
             .stderr(fs::File::create(&stderr).expect("stderr file"))

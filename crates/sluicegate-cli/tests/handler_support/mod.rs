@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::post;
 use axum::Router;
 
@@ -66,6 +66,8 @@ pub fn script(task: &TaskFixture, name: &str, body: &str) -> PathBuf {
 /// One request the server received.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// The path it was sent to.
+    pub path: String,
     /// Header names in lowercase; the last value of each.
     pub headers: BTreeMap<String, String>,
     pub body: Vec<u8>,
@@ -166,10 +168,12 @@ impl TestServer {
 
 async fn answer(
     State(shared): State<Shared>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, String) {
     let request = Request {
+        path: uri.path().to_owned(),
         headers: headers
             .iter()
             .map(|(name, value)| {

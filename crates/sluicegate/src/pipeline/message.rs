@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::record::{Offset, Record, TopicPartition};
+use crate::source::PauseSwitch;
 
 /// The error a handler returns. Any error type converts into it with `?`, and so do `&str`
 /// and `String`.
@@ -104,6 +105,7 @@ pub struct Message<D = Record> {
     offset: Offset,
     batcher: Option<Arc<str>>,
     batch_key: Option<Arc<str>>,
+    pause: Option<PauseSwitch>,
 }
 
 impl<D> Clone for Message<D> {
@@ -115,6 +117,7 @@ impl<D> Clone for Message<D> {
             offset: self.offset,
             batcher: self.batcher.clone(),
             batch_key: self.batch_key.clone(),
+            pause: self.pause.clone(),
         }
     }
 }
@@ -131,11 +134,25 @@ impl<D: MessageFormat> Message<D> {
             offset,
             batcher: None,
             batch_key: None,
+            pause: None,
         }
     }
 }
 
 impl<D> Message<D> {
+    /// With the switch that pauses its partition.
+    pub(crate) fn with_pause_switch(mut self, pause: Option<PauseSwitch>) -> Self {
+        self.pause = pause;
+        self
+    }
+
+    /// The switch that pauses and resumes the message's partition (a circuit breaker in the
+    /// handler: pause while a downstream is down, resume from a task that watches it); `None`
+    /// in a [`TestPipeline`](super::TestPipeline). See [`PauseSwitch`].
+    pub fn pause_switch(&self) -> Option<&PauseSwitch> {
+        self.pause.as_ref()
+    }
+
     /// The record, in the pipeline's message format.
     pub fn data(&self) -> &D {
         &self.data

@@ -94,6 +94,7 @@
 //! the engine's drain timeout is abandoned (and delivered again to the partition's next
 //! owner).
 
+mod backoff;
 mod batcher;
 mod decoded;
 mod failures;
@@ -118,6 +119,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
+pub use backoff::PauseOnFailure;
 pub use batcher::BatcherOptions;
 pub use handler::{BoxHandler, Handler};
 pub use message::{
@@ -131,7 +133,7 @@ pub use test_pipeline::{TestPipeline, TestReport};
 
 use crate::options::OptionsError;
 use crate::record::{Record, TopicPartition};
-use crate::source::{ConsumerEngine, Readiness};
+use crate::source::{ConsumerEngine, PauseSwitch, Readiness};
 use handlers::FailureHandler;
 pub(crate) use handlers::{guarded, BatchHandler, HandlerLayer, MessageHandler};
 pub(crate) use message::{now_ms, GaveUp};
@@ -139,6 +141,9 @@ use observer::MaybeObserver;
 use processor::ProcessorContext;
 use source::{DueAt, Source};
 use stats::PipelineCounters;
+
+/// Which attempt a record's first handler call in this pipeline is (set by a retry task).
+pub(crate) type AttemptOf = Arc<dyn Fn(&Record) -> u32 + Send + Sync>;
 
 /// A callback run when a partition starts or stops in the pipeline.
 pub(crate) type PartitionCallback = Arc<dyn Fn(&TopicPartition) + Send + Sync>;
@@ -150,6 +155,7 @@ const ABANDON_AFTER: Duration = Duration::from_secs(5);
 /// it, and the running [`Pipeline`] reports and shuts down.
 pub struct Pipeline {
     readiness: Vec<Readiness>,
+    pause: PauseSwitch,
     stop: watch::Sender<bool>,
     acceptors: Vec<JoinHandle<(Source, JoinSet<()>)>>,
     background: JoinSet<()>,
@@ -181,6 +187,23 @@ impl Pipeline {
     /// A handle on the readiness of every engine of the pipeline (for a health endpoint).
     pub fn readiness(&self) -> Readiness {
         self.readiness.iter().cloned().collect()
+    }
+
+    /// A switch that pauses and resumes the whole pipeline: every partition of every engine,
+    /// without leaving the groups (see [`PauseSwitch`]). Records already in handlers, batches
+    /// and the failure path finish and commit.
+    pub fn pause_switch(&self) -> PauseSwitch {
+        self.pause.clone()
+    }
+
+    /// Pauses the whole pipeline (see [`pause_switch`](Self::pause_switch)).
+    pub fn pause(&self) {
+        self.pause.pause();
+    }
+
+    /// Resumes the whole pipeline.
+    pub fn resume(&self) {
+        self.pause.resume();
     }
 
     /// Stops taking partitions, drains every processor, batcher and the failure handler,
@@ -249,6 +272,9 @@ pub struct PipelineBuilder<S, D = Record> {
     hold_until: Option<DueAt>,
     /// Set by the retry module: `handle_failed` is a route that must finish.
     failures_must_finish: bool,
+    pause_on_failure: Option<PauseOnFailure>,
+    /// Set by the retry module: see [`PipelineBuilder::attempt_of`].
+    attempt_of: Option<AttemptOf>,
 }
 
 impl<S, D> PipelineBuilder<S, D>
@@ -273,6 +299,8 @@ where
             on_partition_stop: None,
             hold_until: None,
             failures_must_finish: false,
+            pause_on_failure: None,
+            attempt_of: None,
         }
     }
 
@@ -294,6 +322,8 @@ where
             on_partition_stop: self.on_partition_stop.clone(),
             hold_until: self.hold_until.clone(),
             failures_must_finish: self.failures_must_finish,
+            pause_on_failure: self.pause_on_failure.clone(),
+            attempt_of: self.attempt_of.clone(),
         }
     }
 
@@ -306,6 +336,12 @@ where
     /// [`PartitionStream::next_batch_due`](crate::PartitionStream::next_batch_due)).
     pub(crate) fn hold_until(mut self, due_at: DueAt) -> Self {
         self.hold_until = Some(due_at);
+        self
+    }
+
+    /// Tells the pipeline which attempt a record's first handler call is (for its span).
+    pub(crate) fn attempt_of(mut self, attempt_of: AttemptOf) -> Self {
+        self.attempt_of = Some(attempt_of);
         self
     }
 
@@ -361,6 +397,37 @@ where
     /// returns.
     pub fn handler_timeout(mut self, timeout: Duration) -> Self {
         self.handler_timeout = Some(timeout);
+        self
+    }
+
+    /// Backs off and tries a record again, its partition (or key) waiting, when its message
+    /// handler fails as `pause` says, instead of failing it at once (Karafka's
+    /// pause-with-backoff; see [`PauseOnFailure`]).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::time::Duration;
+    /// use sluicegate::pipeline::{PauseOnFailure, Pipeline, TestPipeline};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let calls = AtomicU32::new(0);
+    /// let builder = Pipeline::builder(calls)
+    ///     .pause_on_failure(PauseOnFailure::new(Duration::from_millis(10), Duration::from_millis(40)))
+    ///     .handle_message(|calls, message| async move {
+    ///         match calls.fetch_add(1, Ordering::SeqCst) {
+    ///             0 | 1 => Err("the ledger is down".into()), // backs off 10 ms, then 20 ms
+    ///             _ => Ok(message),
+    ///         }
+    ///     });
+    /// let mut test = TestPipeline::start(builder).unwrap();
+    /// test.push([TestPipeline::record("orders", 0, 0, None, b"paid")]);
+    /// let report = test.finish().await;
+    /// assert_eq!((report.stats.processed, report.stats.failed), (1, 0));
+    /// # }
+    /// ```
+    pub fn pause_on_failure(mut self, pause: PauseOnFailure) -> Self {
+        self.pause_on_failure = Some(pause);
         self
     }
 
@@ -505,18 +572,31 @@ where
             ));
         }
         let readiness = self.sources.iter().map(ConsumerEngine::readiness).collect();
+        let pause = self
+            .sources
+            .iter()
+            .map(ConsumerEngine::pause_switch)
+            .collect();
         let sources = std::mem::take(&mut self.sources)
             .into_iter()
             .map(Source::Engine)
             .collect();
         let mut pipeline = self.launch(sources, None)?;
         pipeline.readiness = readiness;
+        pipeline.pause = pause;
         Ok(pipeline)
     }
 
     fn validate(&self) -> Result<(), OptionsError> {
         if self.concurrency == 0 {
             return Err(OptionsError::new("concurrency", "must be at least 1"));
+        }
+        if let Some((key, problem)) = self
+            .pause_on_failure
+            .as_ref()
+            .and_then(PauseOnFailure::problem)
+        {
+            return Err(OptionsError::new(key, problem));
         }
         if self.handler_timeout == Some(Duration::ZERO) {
             return Err(OptionsError::new(
@@ -601,6 +681,8 @@ where
             on_partition_stop,
             hold_until,
             failures_must_finish,
+            pause_on_failure,
+            attempt_of,
             ..
         } = self;
         let Some(handle_message) = handle_message else {
@@ -658,6 +740,8 @@ where
             on_stop: on_partition_stop,
             lane_hasher: RandomState::new(),
             hold_until,
+            pause_on_failure,
+            attempt_of,
         });
         let (stop, stopped) = watch::channel(false);
         let acceptors = sources
@@ -666,6 +750,7 @@ where
             .collect();
         Ok(Pipeline {
             readiness: Vec::new(),
+            pause: PauseSwitch::from_iter([]),
             stop,
             acceptors,
             background,

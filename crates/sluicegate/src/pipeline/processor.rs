@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Semaphore, SemaphorePermit};
 use tokio::task::JoinSet;
 
+use super::backoff::PauseOnFailure;
 use super::batcher::BatcherInput;
 use super::failures::FailedEntry;
 use super::handlers::{guarded, MessageHandler};
@@ -18,7 +19,7 @@ use super::message::{Failed, FailureKind, FailureReason, Message, MessageFormat}
 use super::rate_limit::RateLimiter;
 use super::source::{AckSink, DueAt, PartitionInput};
 use super::stats::PipelineCounters;
-use super::PartitionCallback;
+use super::{AttemptOf, PartitionCallback};
 use crate::record::{Offset, Record};
 
 /// In what order a partition's records reach the message handler.
@@ -41,6 +42,8 @@ const TAKE_IN_ORDER: usize = 64;
 /// In partition order, the longest a finished record waits for the end of its take before it
 /// is acknowledged.
 const ACK_DELAY: Duration = Duration::from_millis(50);
+/// How often a record taken before its partition was paused looks whether it resumed.
+const PAUSED_LOOK: Duration = Duration::from_millis(20);
 /// Records taken from a partition at a time in key and unordered order.
 const TAKE_CONCURRENT: usize = 256;
 
@@ -59,6 +62,10 @@ pub(crate) struct ProcessorContext<S, D> {
     pub on_stop: Option<PartitionCallback>,
     pub lane_hasher: RandomState,
     pub hold_until: Option<DueAt>,
+    pub pause_on_failure: Option<PauseOnFailure>,
+    /// Which attempt a record's first call here is (a retry stage reads its headers).
+    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+    pub attempt_of: Option<AttemptOf>,
 }
 
 /// Runs one assigned partition until its feed ends (revoke or shutdown), then flushes the
@@ -87,9 +94,12 @@ where
                 context.note_taken(&acks, records.len());
                 // One handler call at a time here, so one permit covers the whole take. The
                 // semaphore is never closed.
-                let permit = context.permits.acquire().await.ok();
+                let mut permit = context.permits.acquire().await.ok();
                 for (index, record) in records.into_iter().enumerate() {
-                    if let Some(offset) = context.process_holding_permit(record, &acks).await {
+                    if let Some(offset) = context
+                        .process_holding_permit(record, &acks, &mut permit)
+                        .await
+                    {
                         if finished.is_empty() {
                             first_finished = Instant::now();
                         }
@@ -200,30 +210,71 @@ where
     /// [`process_holding_permit`](Self::process_holding_permit).
     async fn process(&self, record: Record, acks: &Arc<AckSink>) -> Option<Offset> {
         // The semaphore is never closed.
-        let _permit = self.permits.acquire().await.ok();
-        self.process_holding_permit(record, acks).await
+        let mut permit = self.permits.acquire().await.ok();
+        self.process_holding_permit(record, acks, &mut permit).await
     }
 
-    /// Runs the message handler on one record; the caller holds a concurrency permit.
-    /// Returns its offset when the record is finished and should be acknowledged now; a
-    /// record routed to a batcher or failed is acknowledged further on.
-    async fn process_holding_permit(&self, record: Record, acks: &Arc<AckSink>) -> Option<Offset> {
-        let message = Message::<D>::new(record);
-        let offset = message.offset();
-        if let Some(rate_limit) = &self.rate_limit {
-            rate_limit.acquire().await;
+    /// Runs the message handler on one record; the caller holds a concurrency permit, which
+    /// is given back while the record backs off ([`PauseOnFailure`]). Returns its offset
+    /// when the record is finished and should be acknowledged now; a record routed to a
+    /// batcher or failed is acknowledged further on.
+    async fn process_holding_permit<'a>(
+        &'a self,
+        record: Record,
+        acks: &Arc<AckSink>,
+        permit: &mut Option<SemaphorePermit<'a>>,
+    ) -> Option<Offset> {
+        let pause = acks.pause_switch();
+        if let Some(switch) = pause.as_ref().filter(|switch| switch.holds()) {
+            // Paused after this record was taken (a handler's circuit breaker): wait without
+            // a concurrency slot until it resumes or the partition is revoked.
+            *permit = None;
+            while switch.holds() {
+                tokio::time::sleep(PAUSED_LOOK).await;
+            }
+            *permit = self.permits.acquire().await.ok();
         }
+        #[cfg(feature = "otel")]
+        let trace = crate::trace_context::HandlerTrace::of(
+            &record,
+            self.attempt_of
+                .as_ref()
+                .map_or(1, |attempt_of| attempt_of(&record)),
+        );
+        let message = Message::<D>::new(record).with_pause_switch(pause);
+        let offset = message.offset();
         let kept = message.clone();
-        let started = Instant::now();
-        let outcome = guarded(
-            (self.handler)(self.state.clone(), message),
-            self.handler_timeout,
-            None,
-        )
-        .await;
-        acks.meters
-            .message_handler
-            .record(started.elapsed().as_secs_f64());
+        let mut failures = 0;
+        let mut first_failure_ms = None;
+        let outcome = loop {
+            if let Some(rate_limit) = &self.rate_limit {
+                rate_limit.acquire().await;
+            }
+            let started = Instant::now();
+            let call = (self.handler)(self.state.clone(), message.clone());
+            #[cfg(feature = "otel")]
+            let call = tracing::Instrument::instrument(call, trace.span(failures));
+            let outcome = guarded(call, self.handler_timeout, None).await;
+            acks.meters
+                .message_handler
+                .record(started.elapsed().as_secs_f64());
+            let (Err(reason), Some(pause)) = (&outcome, &self.pause_on_failure) else {
+                break outcome;
+            };
+            failures += 1;
+            let first = *first_failure_ms.get_or_insert(reason.first_failure_ms);
+            let Some(delay) = pause.backoff(failures, reason) else {
+                break Err(FailureReason {
+                    attempts: failures,
+                    first_failure_ms: first,
+                    ..reason.clone()
+                });
+            };
+            tracing::debug!(topic = message.topic(), partition = message.partition(), offset, failures, ?delay, %reason, "backing off before trying the record again");
+            *permit = None;
+            tokio::time::sleep(delay).await;
+            *permit = self.permits.acquire().await.ok();
+        };
         let message = match outcome {
             Ok(message) => message,
             Err(reason) => {

@@ -11,7 +11,9 @@ use tokio::sync::{mpsc, Notify};
 use super::meters::PartitionMeters;
 use super::observer::Observer;
 use crate::record::{Offset, Record, TopicPartition};
-use crate::source::{AckError, Acknowledger, ConsumerEngine, EngineSummary, PartitionStream};
+use crate::source::{
+    AckError, Acknowledger, ConsumerEngine, EngineSummary, PartitionStream, PauseSwitch,
+};
 
 /// When a record may be handed to the handler (`None`: at once).
 pub(crate) type DueAt = Arc<dyn Fn(&Record) -> Option<SystemTime> + Send + Sync>;
@@ -82,6 +84,14 @@ impl AckSink {
             target,
             outstanding: AtomicUsize::new(0),
             settled: Notify::new(),
+        }
+    }
+
+    /// The switch that pauses the partition, when an engine feeds it.
+    pub fn pause_switch(&self) -> Option<PauseSwitch> {
+        match &self.target {
+            AckTarget::Engine(acknowledger) => Some(acknowledger.pause_switch()),
+            AckTarget::Observer(_) => None,
         }
     }
 

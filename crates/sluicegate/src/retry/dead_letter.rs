@@ -33,6 +33,7 @@ impl DeadLetter {
 pub(crate) fn pipeline(handler: Option<BoxHandler<DeadLetter>>) -> PipelineBuilder<(), Record> {
     let concurrent = handler.is_some();
     let pipeline = Pipeline::builder(())
+        .attempt_of(std::sync::Arc::new(super::attempt))
         .handle_message(move |_, message| {
             let handler = handler.clone();
             async move {

@@ -110,7 +110,8 @@ impl<S: Send + Sync + 'static> HandlerLayer<S, Record> for InPlaceRetries {
                 retry_in_place(&policy, timeout, |retrying| {
                     let attempt = match retrying {
                         None => message.clone(),
-                        Some(retrying) => Message::new(retrying.record(message.data())),
+                        Some(retrying) => Message::new(retrying.record(message.data()))
+                            .with_pause_switch(message.pause_switch().cloned()),
                     };
                     inner(state.clone(), attempt)
                 })
@@ -135,7 +136,10 @@ impl<S: Send + Sync + 'static> HandlerLayer<S, Record> for InPlaceRetries {
                         Some(retrying) => batch
                             .messages
                             .iter()
-                            .map(|message| Message::new(retrying.record(message.data())))
+                            .map(|message| {
+                                Message::new(retrying.record(message.data()))
+                                    .with_pause_switch(message.pause_switch().cloned())
+                            })
                             .collect(),
                     };
                     inner(

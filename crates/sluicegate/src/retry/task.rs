@@ -16,7 +16,7 @@ use super::stage::{self, StageRole};
 use super::stages::{Stages, StagesError};
 use super::topics::RetryTopics;
 use crate::admin::{self, TopicSetupError};
-use crate::options::{ConsumerOptions, OptionsError};
+use crate::options::{is_pattern, ConsumerOptions, OptionsError};
 use crate::pipeline::{
     BoxHandler, Handler, Pipeline, PipelineBuilder, PipelineStats, PipelineSummary,
 };
@@ -256,6 +256,16 @@ impl<S: Send + Sync + 'static> RetryTask<S> {
     /// stages that would run.
     pub fn validate(&self, stages: &Stages) -> Result<BTreeSet<usize>, RetryError> {
         self.consumer.validate()?;
+        if let Some(pattern) = self.consumer.topics.iter().find(|topic| is_pattern(topic)) {
+            return Err(OptionsError::new(
+                "topics",
+                format!(
+                    "`{pattern}` is a pattern; a retry task names its retry and dead-letter \
+                     topics after each input topic, so it needs names"
+                ),
+            )
+            .into());
+        }
         if let Some(error) = &self.misplaced_override {
             return Err(error.clone().into());
         }
@@ -339,11 +349,15 @@ impl<S: Send + Sync + 'static> RetryTask<S> {
             counters: counters.clone(),
             unwritable,
         });
+        let template = self
+            .pipeline
+            .copy_declaration()
+            .attempt_of(Arc::new(super::attempt));
         let template = match self.mode {
-            RetryMode::InPlace => self.pipeline.copy_declaration().layer(&InPlaceRetries {
+            RetryMode::InPlace => template.layer(&InPlaceRetries {
                 policy: self.policy.clone(),
             }),
-            RetryMode::Topics => self.pipeline.copy_declaration(),
+            RetryMode::Topics => template,
         };
         let mut running = RunningTask {
             stages: Vec::new(),

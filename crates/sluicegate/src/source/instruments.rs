@@ -132,7 +132,12 @@ pub(crate) fn record_statistics(member: &MemberShared, statistics: &Statistics) 
             shared.delivered.load(Ordering::Relaxed) + shared.acked.load(Ordering::Relaxed);
         let change = shared
             .stall
-            .observe(progress, held > 0 || unfetched, timeout);
+            // A paused partition waits on purpose: not stalled.
+            .observe(
+                progress,
+                !shared.is_paused() && (held > 0 || unfetched),
+                timeout,
+            );
         match change {
             Some(StallChange::Stalled(quiet)) => tracing::warn!(
                 member = %member.name,

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 use super::commit::{self, CommitContext, CommitCounters, CommitThread, Committer, FinalCommit};
 use crate::options::{
-    AssignmentStrategy, ConsumerOptions, GroupProtocol, RemoteAssignor, StartPosition,
+    is_pattern, AssignmentStrategy, ConsumerOptions, GroupProtocol, RemoteAssignor, StartPosition,
 };
 use crate::record::{Offset, Record, TopicPartition};
 use crate::source::fetch_queue::FetchQueue;
@@ -97,6 +97,8 @@ pub(crate) struct MemberShared {
     pub closing: AtomicBool,
     /// The group's state, from librdkafka's statistics.
     pub group_state: Arc<GroupState>,
+    /// Set while the whole engine is paused; every partition reads it.
+    pub engine_paused: Arc<AtomicBool>,
 }
 
 /// The rdkafka context of a member: rebalance and commit callbacks.
@@ -173,6 +175,7 @@ impl MemberShared {
                 partition.clone(),
                 self.doorbell.clone(),
                 PartitionInstruments::new(&self.options.group_id, &partition),
+                self.engine_paused.clone(),
             ));
             let Some(fetch) =
                 FetchQueue::open(consumer.client(), shared.topic.clone(), partition.partition)
@@ -422,6 +425,15 @@ pub(crate) fn client_config(options: &ConsumerOptions, index: usize) -> ClientCo
             }
         }
     }
+    // librdkafka matches a pattern against the topics of its metadata, refreshed every 5 min
+    // by default: pick up new topics sooner.
+    if options.topics.iter().any(|topic| is_pattern(topic))
+        && !options
+            .librdkafka
+            .contains_key("topic.metadata.refresh.interval.ms")
+    {
+        config.set("topic.metadata.refresh.interval.ms", "10000");
+    }
     if let Some(id) = options.instance_id_of(index) {
         config.set("group.instance.id", id);
     }
@@ -438,6 +450,7 @@ pub(crate) fn start(
     counters: Arc<EngineCounters>,
     streams: mpsc::UnboundedSender<PartitionStream>,
     leave_gate: Arc<LeaveGate>,
+    engine_paused: Arc<AtomicBool>,
 ) -> Result<Member, super::EngineError> {
     let name = format!("{}#{index}", options.group_id);
     let member = Arc::new(MemberShared {
@@ -453,6 +466,7 @@ pub(crate) fn start(
         consumer: OnceLock::new(),
         closing: AtomicBool::new(false),
         group_state: Arc::default(),
+        engine_paused,
     });
     let mut consumer: BaseConsumer<MemberContext> = client_config(&options, index)
         .create_with_context(MemberContext {

@@ -29,6 +29,7 @@ mod fetch_queue;
 mod instruments;
 mod member;
 mod partition;
+mod pause;
 mod placement;
 mod poll_loop;
 mod stall;
@@ -36,7 +37,7 @@ mod stats;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,7 +45,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::sync::mpsc;
 
 use crate::client_error::ClientError;
-use crate::options::{ConsumerOptions, OptionsError};
+use crate::options::{is_pattern, ConsumerOptions, OptionsError};
 use crate::record::{Offset, TopicPartition};
 use crate::refusal::RefusalContext;
 use crate::sync::lock;
@@ -53,6 +54,7 @@ pub(crate) use fetch_queue::copy_borrowed;
 use instruments::GroupState;
 use member::{EngineCounters, Member, PartitionRegistry};
 pub use partition::{AckError, Acknowledger, PartitionStream};
+pub use pause::PauseSwitch;
 pub use stats::EngineStats;
 
 /// Why the engine could not start.
@@ -184,6 +186,8 @@ pub struct ConsumerEngine {
     members: Vec<Member>,
     counters: Arc<EngineCounters>,
     partition_buffer: usize,
+    /// Set while the whole engine is paused (see [`ConsumerEngine::pause_switch`]).
+    paused: Arc<AtomicBool>,
 }
 
 impl ConsumerEngine {
@@ -201,6 +205,8 @@ impl ConsumerEngine {
         let start_options = options.clone();
         let start_counters = counters.clone();
         let leave_gate = Arc::new(poll_loop::LeaveGate::new(options.members));
+        let paused = Arc::new(AtomicBool::new(false));
+        let members_paused = paused.clone();
         let members = tokio::task::spawn_blocking(move || {
             (0..start_options.members)
                 .map(|index| {
@@ -210,6 +216,7 @@ impl ConsumerEngine {
                         start_counters.clone(),
                         streams_tx.clone(),
                         leave_gate.clone(),
+                        members_paused.clone(),
                     )
                 })
                 .collect::<Result<Vec<_>, _>>()
@@ -221,7 +228,20 @@ impl ConsumerEngine {
             members,
             counters,
             partition_buffer: options.partition_buffer,
+            paused,
         })
+    }
+
+    /// A switch that pauses and resumes every partition of the engine, those assigned later
+    /// included (see [`PauseSwitch`]). Usable after the engine moved into a pipeline.
+    pub fn pause_switch(&self) -> PauseSwitch {
+        PauseSwitch::engine(
+            self.paused.clone(),
+            self.members
+                .iter()
+                .map(|member| member.registry.clone())
+                .collect(),
+        )
     }
 
     /// The next assigned partition, or `None` once the engine stopped. Partitions revoked and
@@ -352,7 +372,8 @@ fn check_cluster(options: &ConsumerOptions) -> Result<(), EngineError> {
             }
         }
     };
-    for topic in &options.topics {
+    // A pattern may match no topic yet; topics created later are picked up.
+    for topic in options.topics.iter().filter(|topic| !is_pattern(topic)) {
         let exists = metadata.topics().iter().any(|known| {
             known.name() == topic && known.error().is_none() && !known.partitions().is_empty()
         });

@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
 use futures_core::Stream;
+use futures_util::task::AtomicWaker;
 use tokio::sync::{mpsc, oneshot};
 
 use super::commit::{CommitError, CommitMode, CommitRequest, Committer};
@@ -81,6 +82,12 @@ pub(crate) struct PartitionShared {
     pub instruments: PartitionInstruments,
     /// Whether the partition has work and makes no progress.
     pub stall: StallWatch,
+    /// Paused on its own (see [`PauseSwitch`](super::PauseSwitch)).
+    pub paused: AtomicBool,
+    /// Paused with the whole engine.
+    pub engine_paused: Arc<AtomicBool>,
+    /// The stream waiting for a resume (or a revoke) while paused.
+    resumed: AtomicWaker,
 }
 
 impl PartitionShared {
@@ -88,6 +95,7 @@ impl PartitionShared {
         partition: TopicPartition,
         doorbell: Arc<Doorbell>,
         instruments: PartitionInstruments,
+        engine_paused: Arc<AtomicBool>,
     ) -> Self {
         Self {
             topic: Arc::from(partition.topic.as_str()),
@@ -107,7 +115,22 @@ impl PartitionShared {
             doorbell,
             stall: StallWatch::new(instruments.stalled.clone()),
             instruments,
+            paused: AtomicBool::new(false),
+            engine_paused,
+            resumed: AtomicWaker::new(),
         }
+    }
+
+    /// Whether delivery is paused, on its own or with the engine.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire) || self.engine_paused.load(Ordering::Acquire)
+    }
+
+    /// Wakes the stream and the poll thread after a resume (each looks again).
+    pub fn wake(&self) {
+        self.resumed.wake();
+        self.room_wanted.store(false, Ordering::Release);
+        self.doorbell.ring();
     }
 
     /// Whether the partition was last seen stalled (see [`StallWatch`]).
@@ -124,6 +147,8 @@ impl PartitionShared {
     /// Stops delivery: records still buffered are discarded when the stream sees them.
     pub fn close(&self) {
         self.state().open = false;
+        // A paused stream must see the end too.
+        self.resumed.wake();
     }
 
     /// Waits until every delivered record is acknowledged or `deadline` passes; returns
@@ -144,8 +169,12 @@ impl PartitionShared {
         true
     }
 
-    /// Records the application has room for: the demand window less what is held.
+    /// Records the application has room for: the demand window less what is held, and none
+    /// while paused (records stay in librdkafka's queue, which stops fetching when full).
     pub fn room(&self, window: usize) -> usize {
+        if self.is_paused() {
+            return 0;
+        }
         window.saturating_sub(self.held.load(Ordering::Acquire))
     }
 
@@ -235,6 +264,9 @@ impl PartitionStream {
     }
 
     fn poll_next_batch(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<Option<Vec<Record>>> {
+        if self.poll_unpaused(cx).is_pending() {
+            return Poll::Pending;
+        }
         loop {
             if self.current.len() == 0 {
                 match self.poll_refill(cx) {
@@ -253,6 +285,27 @@ impl PartitionStream {
                 return Poll::Ready(Some(delivered));
             }
         }
+    }
+
+    /// Ready unless the partition is paused; a paused stream wakes on resume, or on a revoke
+    /// (so that it ends).
+    fn poll_unpaused(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let shared = &self.shared;
+        if !shared.is_paused() {
+            return Poll::Ready(());
+        }
+        shared.resumed.register(cx.waker());
+        if !shared.is_paused() || !shared.state().open {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
+    /// A switch that pauses and resumes this partition (see [`PauseSwitch`]).
+    ///
+    /// [`PauseSwitch`]: super::PauseSwitch
+    pub fn pause_switch(&self) -> super::PauseSwitch {
+        super::PauseSwitch::partition(self.shared.clone())
     }
 
     /// Makes `current` the next batch: one queued by [`next_batch_due`](Self::next_batch_due),
@@ -362,6 +415,9 @@ impl PartitionStream {
     /// Waits until a record is at the head of `current`; `Ready(false)` once the stream
     /// ended. Discards what is buffered when delivery was stopped.
     fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        if self.poll_unpaused(cx).is_pending() {
+            return Poll::Pending;
+        }
         loop {
             if self.current.len() == 0 {
                 match self.poll_refill(cx) {
@@ -400,6 +456,9 @@ impl Stream for PartitionStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Record>> {
         let this = &mut *self;
+        if this.poll_unpaused(cx).is_pending() {
+            return Poll::Pending;
+        }
         loop {
             let Some(record) = this.current.next() else {
                 match this.poll_refill(cx) {
@@ -446,6 +505,12 @@ pub struct Acknowledger {
 }
 
 impl Acknowledger {
+    /// A switch that pauses and resumes this acknowledger's partition (see
+    /// [`PauseSwitch`](super::PauseSwitch)).
+    pub fn pause_switch(&self) -> super::PauseSwitch {
+        super::PauseSwitch::partition(self.shared.clone())
+    }
+
     /// The partition this acknowledger belongs to.
     pub fn partition(&self) -> &TopicPartition {
         &self.shared.partition

@@ -156,6 +156,10 @@ impl PollLoop {
         let mut any_full = false;
         let mut outlets = lock(&self.member.outlets);
         for outlet in outlets.iter_mut() {
+            if outlet.shared.is_paused() {
+                // Not full, only waiting: a resume rings the doorbell.
+                continue;
+            }
             let mut room = outlet.shared.room(window);
             if room == 0 {
                 // Ask for a wake-up first, then look again: an acknowledgement in between
