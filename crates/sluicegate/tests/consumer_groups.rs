@@ -32,6 +32,8 @@ struct Log {
     /// Lifecycle callbacks in order: `(true, p)` assigned partition p, `(false, p)` revoked it.
     lifecycle: Mutex<Vec<(bool, i32)>>,
     delivered: Mutex<Vec<(i32, Offset)>>,
+    /// When the subscriber took the record [`Treatment::Hold`] keeps in flight.
+    held_at: Mutex<Option<Instant>>,
     acked: AtomicUsize,
 }
 
@@ -113,6 +115,7 @@ async fn start(
                 match treatment {
                     Treatment::SlowOn(slow, pause) if slow == at => tokio::time::sleep(pause).await,
                     Treatment::Hold(held) if held == at => {
+                        *log.held_at.lock().unwrap() = Some(Instant::now());
                         let _ = release.wait_for(|released| *released).await;
                     }
                     _ => {}
@@ -306,10 +309,13 @@ async fn a_stalled_partition_is_reported_until_it_moves(broker: TestBroker) {
     let (release, released) = watch::channel(false);
     let (engine, log) = start(options, Treatment::Hold((0, 3)), released).await;
     eventually("the held record to be delivered", WAIT, || async {
-        log.delivered.lock().unwrap().contains(&(0, 3))
+        log.held_at.lock().unwrap().is_some()
     })
     .await;
-    let held_at = Instant::now();
+    // The partition's last progress was the held record's delivery, just before this: the
+    // stall is measured from there (not from when this loop noticed it, which a busy machine
+    // delays past the stall clock's own start).
+    let held_at = log.held_at.lock().unwrap().expect("held");
     eventually("the partition to be reported stalled", WAIT, || async {
         engine.stats().stalled_partitions == 1
     })
