@@ -203,7 +203,27 @@ pub async fn commit_offset(bootstrap: &str, group: &str, topic: &str, partition:
         let consumer: BaseConsumer = config.create()?;
         let mut offsets = TopicPartitionList::new();
         offsets.add_partition_offset(&topic, partition, Offset::Offset(offset))?;
-        consumer.commit(&offsets, rdkafka::consumer::CommitMode::Sync)
+        // A fresh cluster creates its offsets topic on the first group request, and answers
+        // "coordinator not available" (or "loading") until it has: ask again meanwhile.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match consumer.commit(&offsets, rdkafka::consumer::CommitMode::Sync) {
+                Err(error)
+                    if std::time::Instant::now() < deadline
+                        && matches!(
+                            error.rdkafka_error_code(),
+                            Some(
+                                RDKafkaErrorCode::CoordinatorNotAvailable
+                                    | RDKafkaErrorCode::NotCoordinator
+                                    | RDKafkaErrorCode::CoordinatorLoadInProgress
+                            )
+                        ) =>
+                {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                outcome => return outcome,
+            }
+        }
     };
     match tokio::task::spawn_blocking(commit).await {
         Ok(Ok(())) => {}

@@ -70,7 +70,7 @@ pub use options::{
 pub use record::{Header, Offset, Record, TimestampType, TopicPartition};
 pub use source::{
     AckError, Acknowledger, ConsumerEngine, EngineError, EngineStats, EngineSummary,
-    PartitionStream, PauseSwitch, Readiness,
+    PartitionStream, PauseSwitch, Readiness, Seek, SeekError,
 };
 pub use source::{CommitError, CommitMode};
 

@@ -133,7 +133,7 @@ pub use test_pipeline::{TestPipeline, TestReport};
 
 use crate::options::OptionsError;
 use crate::record::{Record, TopicPartition};
-use crate::source::{ConsumerEngine, PauseSwitch, Readiness};
+use crate::source::{ConsumerEngine, PauseSwitch, Readiness, Seek};
 use handlers::FailureHandler;
 pub(crate) use handlers::{guarded, BatchHandler, HandlerLayer, MessageHandler};
 pub(crate) use message::{now_ms, GaveUp};
@@ -144,6 +144,9 @@ use stats::PipelineCounters;
 
 /// Which attempt a record's first handler call in this pipeline is (set by a retry task).
 pub(crate) type AttemptOf = Arc<dyn Fn(&Record) -> u32 + Send + Sync>;
+
+/// Where a partition starting in the pipeline moves first, if anywhere.
+pub(crate) type SeekOnStart = Arc<dyn Fn(&TopicPartition) -> Option<Seek> + Send + Sync>;
 
 /// A callback run when a partition starts or stops in the pipeline.
 pub(crate) type PartitionCallback = Arc<dyn Fn(&TopicPartition) + Send + Sync>;
@@ -275,6 +278,7 @@ pub struct PipelineBuilder<S, D = Record> {
     pause_on_failure: Option<PauseOnFailure>,
     /// Set by the retry module: see [`PipelineBuilder::attempt_of`].
     attempt_of: Option<AttemptOf>,
+    seek_on_start: Option<SeekOnStart>,
 }
 
 impl<S, D> PipelineBuilder<S, D>
@@ -301,6 +305,7 @@ where
             failures_must_finish: false,
             pause_on_failure: None,
             attempt_of: None,
+            seek_on_start: None,
         }
     }
 
@@ -324,6 +329,7 @@ where
             failures_must_finish: self.failures_must_finish,
             pause_on_failure: self.pause_on_failure.clone(),
             attempt_of: self.attempt_of.clone(),
+            seek_on_start: self.seek_on_start.clone(),
         }
     }
 
@@ -552,6 +558,29 @@ where
         self
     }
 
+    /// Called when a partition starts in the pipeline, before its first record is taken: a
+    /// [`Seek`] it returns moves the partition there first (replay from an offset or a time,
+    /// skip ahead), as [`PartitionStream::seek`](crate::PartitionStream::seek) does; `None`
+    /// leaves it where the group's committed offset (or start position) put it.
+    ///
+    /// ```no_run
+    /// use sluicegate::pipeline::Pipeline;
+    /// use sluicegate::Seek;
+    ///
+    /// let replay_since = 1_714_564_800_000; // 2024-05-01T12:00:00Z, in ms
+    /// let builder = Pipeline::builder(())
+    ///     .seek_on_partition_start(move |_partition| Some(Seek::timestamp(replay_since)))
+    ///     .handle_message(|_, message| async move { Ok(message) });
+    /// # drop(builder);
+    /// ```
+    pub fn seek_on_partition_start(
+        mut self,
+        seek: impl Fn(&TopicPartition) -> Option<Seek> + Send + Sync + 'static,
+    ) -> Self {
+        self.seek_on_start = Some(Arc::new(seek));
+        self
+    }
+
     /// Called when a partition stops (revoke or shutdown), once all its records were
     /// handled, batched, flushed and acknowledged.
     pub fn on_partition_stop(
@@ -683,6 +712,7 @@ where
             failures_must_finish,
             pause_on_failure,
             attempt_of,
+            seek_on_start,
             ..
         } = self;
         let Some(handle_message) = handle_message else {
@@ -742,6 +772,7 @@ where
             hold_until,
             pause_on_failure,
             attempt_of,
+            seek_on_start,
         });
         let (stop, stopped) = watch::channel(false);
         let acceptors = sources

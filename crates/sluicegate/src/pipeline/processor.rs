@@ -19,7 +19,7 @@ use super::message::{Failed, FailureKind, FailureReason, Message, MessageFormat}
 use super::rate_limit::RateLimiter;
 use super::source::{AckSink, DueAt, PartitionInput};
 use super::stats::PipelineCounters;
-use super::{AttemptOf, PartitionCallback};
+use super::{AttemptOf, PartitionCallback, SeekOnStart};
 use crate::record::{Offset, Record};
 
 /// In what order a partition's records reach the message handler.
@@ -63,6 +63,7 @@ pub(crate) struct ProcessorContext<S, D> {
     pub lane_hasher: RandomState,
     pub hold_until: Option<DueAt>,
     pub pause_on_failure: Option<PauseOnFailure>,
+    pub seek_on_start: Option<SeekOnStart>,
     /// Which attempt a record's first call here is (a retry stage reads its headers).
     #[cfg_attr(not(feature = "otel"), allow(dead_code))]
     pub attempt_of: Option<AttemptOf>,
@@ -82,6 +83,13 @@ where
     } = input;
     if let Some(on_start) = &context.on_start {
         on_start(&partition);
+    }
+    if let Some(seek) = context
+        .seek_on_start
+        .as_ref()
+        .and_then(|seek_on_start| seek_on_start(&partition))
+    {
+        feed.seek(&partition, seek).await;
     }
     match context.order {
         ProcessingOrder::Partition => {

@@ -12,7 +12,7 @@ use super::meters::PartitionMeters;
 use super::observer::Observer;
 use crate::record::{Offset, Record, TopicPartition};
 use crate::source::{
-    AckError, Acknowledger, ConsumerEngine, EngineSummary, PartitionStream, PauseSwitch,
+    AckError, Acknowledger, ConsumerEngine, EngineSummary, PartitionStream, PauseSwitch, Seek,
 };
 
 /// When a record may be handed to the handler (`None`: at once).
@@ -46,6 +46,22 @@ impl PartitionFeed {
             (Self::Engine(stream), None) => stream.next_batch(max).await,
             (Self::Engine(stream), Some(due_at)) => stream.next_batch_due(max, &**due_at).await,
             (Self::Channel(records), _) => records.recv().await,
+        }
+    }
+}
+
+impl PartitionFeed {
+    /// Moves an engine's partition as `seek` says (see [`PartitionStream::seek`]); records
+    /// pushed by hand cannot be sought, so a channel's feed stays as it is.
+    pub async fn seek(&mut self, partition: &TopicPartition, seek: Seek) {
+        match self {
+            Self::Engine(stream) => match stream.seek(seek).await {
+                Ok(offset) => tracing::info!(%partition, offset, "partition moved on start"),
+                Err(error) => {
+                    tracing::warn!(%partition, %error, "could not move the partition on start")
+                }
+            },
+            Self::Channel(_) => tracing::debug!(%partition, "a pushed partition cannot seek"),
         }
     }
 }

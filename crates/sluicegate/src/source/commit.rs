@@ -237,7 +237,7 @@ fn commit_interval_tick<C: ConsumerContext + 'static>(context: &CommitContext<C>
         .values()
         .filter_map(|shared| {
             let state = shared.state();
-            let committable = state.tracker.committable()?;
+            let committable = state.committable()?;
             (!state.released && state.committed < Some(committable))
                 .then(|| (shared.clone(), committable))
         })
@@ -400,7 +400,7 @@ pub(crate) fn commit_final<C: ConsumerContext + 'static>(
         .filter_map(|shared| {
             let mut state = shared.state();
             state.released = true;
-            let committable = state.tracker.committable()?;
+            let committable = state.committable()?;
             (state.committed < Some(committable)).then(|| (shared.clone(), committable))
         })
         .collect();

@@ -32,6 +32,7 @@ mod partition;
 mod pause;
 mod placement;
 mod poll_loop;
+mod seek;
 mod stall;
 mod stats;
 
@@ -55,6 +56,7 @@ use instruments::GroupState;
 use member::{EngineCounters, Member, PartitionRegistry};
 pub use partition::{AckError, Acknowledger, PartitionStream};
 pub use pause::PauseSwitch;
+pub use seek::{Seek, SeekError};
 pub use stats::EngineStats;
 
 /// Why the engine could not start.

@@ -13,6 +13,7 @@ use futures_util::task::AtomicWaker;
 use tokio::sync::{mpsc, oneshot};
 
 use super::commit::{CommitError, CommitMode, CommitRequest, Committer};
+use super::seek::{PendingSeek, Seek, SeekError};
 use crate::offsets::{OffsetTracker, TrackerError};
 use crate::options::CommitStrategy;
 use crate::record::{Offset, Record, TopicPartition};
@@ -53,6 +54,18 @@ pub(crate) struct PartitionState {
     pub released: bool,
     /// Highest offset the broker confirmed as committed for this assignment.
     pub committed: Option<Offset>,
+    /// After a seek back: commits stay at or above this (what was acknowledged before it).
+    pub commit_floor: Option<Offset>,
+}
+
+impl PartitionState {
+    /// The offset to commit now: the tracker's, unless it is below the floor a seek left.
+    pub fn committable(&self) -> Option<Offset> {
+        let committable = self.tracker.committable()?;
+        self.commit_floor
+            .is_none_or(|floor| committable >= floor)
+            .then_some(committable)
+    }
 }
 
 /// What the poll thread, the stream, the acknowledgers and the committer share about one
@@ -88,6 +101,11 @@ pub(crate) struct PartitionShared {
     pub engine_paused: Arc<AtomicBool>,
     /// The stream waiting for a resume (or a revoke) while paused.
     resumed: AtomicWaker,
+    /// A seek waiting for the poll thread.
+    pub pending_seek: Mutex<Option<PendingSeek>>,
+    /// A seek was done and the empty batch that marks it in the buffer is still to be sent:
+    /// nothing more is taken for the partition until it is.
+    pub seek_barrier_pending: AtomicBool,
 }
 
 impl PartitionShared {
@@ -118,6 +136,8 @@ impl PartitionShared {
             paused: AtomicBool::new(false),
             engine_paused,
             resumed: AtomicWaker::new(),
+            pending_seek: Mutex::new(None),
+            seek_barrier_pending: AtomicBool::new(false),
         }
     }
 
@@ -308,6 +328,66 @@ impl PartitionStream {
         super::PauseSwitch::partition(self.shared.clone())
     }
 
+    /// Moves the partition's position as `seek` says and returns the offset it moved to.
+    /// Records buffered here are dropped, the next records come from the new position, and
+    /// the offset tracker restarts there: records delivered before the seek and not yet
+    /// acknowledged no longer hold commits back, and acknowledging them is refused (unless
+    /// they are delivered again). Commits never go below what was acknowledged before the
+    /// seek unless it [rewinds commits](Seek::rewind_commits).
+    ///
+    /// ```no_run
+    /// use futures_util::StreamExt;
+    /// use sluicegate::{ConsumerEngine, ConsumerOptions, Seek};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut engine = ConsumerEngine::start(ConsumerOptions::new("127.0.0.1:9092", "audit", ["orders"])).await?;
+    /// let mut partition = engine.next_partition().await.ok_or("stopped")?;
+    /// partition.seek(Seek::offset(0)).await?; // read the partition again from its start
+    /// let first = partition.next().await;
+    /// # let _ = first; Ok(()) }
+    /// ```
+    pub async fn seek(&mut self, seek: Seek) -> Result<Offset, SeekError> {
+        let shared = self.shared.clone();
+        let revoked = || SeekError::Revoked(shared.partition.clone());
+        if !shared.state().open {
+            return Err(revoked());
+        }
+        let (reply, done) = oneshot::channel();
+        *lock(&shared.pending_seek) = Some(PendingSeek::new(seek, reply));
+        shared.doorbell.ring();
+        let offset = done.await.map_err(|_| revoked())??;
+        // Everything buffered before the seek's mark came from the old position.
+        loop {
+            match self.batches.recv().await {
+                Some(batch) if batch.is_empty() => break,
+                Some(batch) => shared.note_discarded(batch.len()),
+                None => return Err(revoked()),
+            }
+        }
+        let queued: usize = self.queued.drain(..).map(|batch| batch.len()).sum();
+        shared.note_discarded(self.current.len() + queued);
+        self.current = Vec::new().into_iter();
+        let in_flight = {
+            let mut state = shared.state();
+            let in_flight = state.tracker.in_flight();
+            if seek.rewind_commits {
+                state.commit_floor = None;
+                state.committed = None;
+            } else {
+                let acknowledged = state.committable();
+                state.commit_floor = acknowledged.max(state.committed).max(state.commit_floor);
+            }
+            state.tracker = OffsetTracker::new();
+            in_flight
+        };
+        // The records delivered before the seek leave the window (their acknowledgements
+        // are refused now); a drain waiting on them is over.
+        shared.held.fetch_sub(in_flight, Ordering::AcqRel);
+        shared.drained.notify_all();
+        shared.wake();
+        Ok(offset)
+    }
+
     /// Makes `current` the next batch: one queued by [`next_batch_due`](Self::next_batch_due),
     /// or one from the poll thread. `Ready(false)` once the stream ended.
     fn poll_refill(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
@@ -316,6 +396,7 @@ impl PartitionStream {
             return Poll::Ready(true);
         }
         match self.batches.poll_recv(cx) {
+            // An empty batch only marks a seek; `seek` reads past it.
             Poll::Ready(Some(batch)) => {
                 self.current = batch.into_iter();
                 Poll::Ready(true)
@@ -560,10 +641,7 @@ impl Acknowledger {
                 // A revoke or shutdown is waiting for the drain.
                 self.shared.drained.notify_all();
             }
-            (
-                advanced.then(|| state.tracker.committable()).flatten(),
-                refused,
-            )
+            (advanced.then(|| state.committable()).flatten(), refused)
         };
         self.shared.held.fetch_sub(acked, Ordering::AcqRel);
         self.shared.acked.fetch_add(acked as u64, Ordering::Relaxed);
@@ -596,7 +674,7 @@ impl Acknowledger {
             if state.released {
                 return Err(AckError::Revoked(self.shared.partition.clone()));
             }
-            match state.tracker.committable() {
+            match state.committable() {
                 Some(committable) => offset.min(committable),
                 None => return Ok(None),
             }

@@ -15,7 +15,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -23,6 +23,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use tokio::sync::mpsc;
 
 use super::commit::{CommitThread, FinalCommit};
+use super::seek::{self, Attempt, SeekError};
 use crate::record::Record;
 use crate::source::fetch_queue::copy_borrowed;
 use crate::source::member::{MemberContext, MemberShared, MemberSummary, Outlet};
@@ -156,6 +157,9 @@ impl PollLoop {
         let mut any_full = false;
         let mut outlets = lock(&self.member.outlets);
         for outlet in outlets.iter_mut() {
+            if !self.serve_seek(outlet) {
+                continue;
+            }
             if outlet.shared.is_paused() {
                 // Not full, only waiting: a resume rings the doorbell.
                 continue;
@@ -185,6 +189,49 @@ impl PollLoop {
             }
         }
         (moved, any_full)
+    }
+
+    /// Does the seek the partition's stream asked for, then marks it in the buffer with an
+    /// empty batch; whether records may be taken for the partition now (not while the mark
+    /// waits for room in a full buffer: the stream empties it while it seeks).
+    fn serve_seek(&self, outlet: &mut Outlet) -> bool {
+        let pending = lock(&outlet.shared.pending_seek).take();
+        if let Some(pending) = pending {
+            match seek::attempt(&self.consumer, &outlet.shared.partition, pending.seek) {
+                // Just assigned: wait (taking nothing) until librdkafka fetches it.
+                Attempt::NotFetchingYet if Instant::now() < pending.deadline => {
+                    *lock(&outlet.shared.pending_seek) = Some(pending);
+                    return false;
+                }
+                Attempt::NotFetchingYet => {
+                    let _ = pending
+                        .reply
+                        .send(Err(SeekError::NotFetching(outlet.shared.partition.clone())));
+                }
+                Attempt::Done(outcome) => {
+                    if outcome.is_ok() {
+                        outlet
+                            .shared
+                            .seek_barrier_pending
+                            .store(true, Ordering::Release);
+                    }
+                    let _ = pending.reply.send(outcome);
+                }
+            }
+        }
+        if !outlet.shared.seek_barrier_pending.load(Ordering::Acquire) {
+            return true;
+        }
+        match outlet.batches.try_send(Vec::new()) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {
+                outlet
+                    .shared
+                    .seek_barrier_pending
+                    .store(false, Ordering::Release);
+                true
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => false,
+        }
     }
 
     fn note_full(&self, outlet: &mut Outlet, full: bool) {
