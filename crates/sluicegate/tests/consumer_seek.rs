@@ -5,9 +5,11 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use common::{eventually, next_record, options, produce, topic_with_records};
+use common::{
+    eventually, moment_between_writes, next_record, options, produce, topic_with_records,
+};
 use sluicegate::pipeline::Pipeline;
 use sluicegate::{AckError, ConsumerEngine, Offset, PartitionStream, Seek};
 use sluicegate_testing::{init_tracing, TestBroker};
@@ -133,12 +135,7 @@ async fn a_seek_that_rewinds_commits_moves_the_committed_offset_back(broker: Tes
 
 async fn seeking_to_a_time_reads_from_the_first_record_written_then(broker: TestBroker) {
     let topic = topic_with_records(&broker, 1, 4).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let middle = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let middle = moment_between_writes().await;
     produce(&broker, &topic, 1, 4..7).await;
     let group = sluicegate_testing::unique_name("seek-time");
     let mut engine = ConsumerEngine::start(options(&broker, &group, &topic))

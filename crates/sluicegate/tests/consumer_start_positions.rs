@@ -4,10 +4,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use common::{next_record, produce, topic_with_records};
-use sluicegate::{ConsumerEngine, ConsumerOptions, GroupProtocol, Offset, StartPosition};
+use common::{moment_between_writes, next_record, produce, topic_with_records, topics_options};
+use sluicegate::{ConsumerEngine, GroupProtocol, Offset, StartPosition};
 use sluicegate_testing::{init_tracing, TestBroker};
 
 on_each_group_protocol!(
@@ -24,27 +24,6 @@ mod by_time {
             embedded: #[ignore = "the mock cluster cannot look offsets up by time"]
         },
     );
-}
-
-/// Options reading `topics` as a group of tests does under `protocol`.
-fn options(
-    broker: &TestBroker,
-    group: &str,
-    topics: &[&str],
-    protocol: GroupProtocol,
-) -> ConsumerOptions {
-    let options = ConsumerOptions::new(broker.bootstrap_servers(), group, topics.iter().copied())
-        .group_protocol(protocol)
-        .max_poll_interval(Duration::from_secs(10))
-        .commit_interval(Duration::from_millis(200))
-        .drain_timeout(Duration::from_secs(5))
-        .connect_timeout(Duration::from_secs(10));
-    match protocol {
-        GroupProtocol::Classic => options
-            .session_timeout(Duration::from_secs(6))
-            .heartbeat_interval(Duration::from_millis(500)),
-        _ => options,
-    }
 }
 
 /// Takes `partitions` partition streams from `engine`, then the first record of each:
@@ -78,7 +57,7 @@ async fn latest_starts_after_what_was_written_before_the_assignment(
     let topic = topic_with_records(&broker, 2, 5).await;
     let group = sluicegate_testing::unique_name("latest");
     let latest =
-        options(&broker, &group, &[&topic], protocol).start_position(StartPosition::Latest);
+        topics_options(&broker, &group, &[&topic], protocol).start_position(StartPosition::Latest);
     let mut engine = ConsumerEngine::start(latest)
         .await
         .expect("the engine starts");
@@ -105,7 +84,7 @@ async fn exact_positions_per_topic_and_committed_offsets_win(
     let group = sluicegate_testing::unique_name("exact");
     // The group already committed partition 1 of the first topic.
     sluicegate_testing::commit_offset(&broker.bootstrap_servers(), &group, &at_offset, 1, 1).await;
-    let exact = options(
+    let exact = topics_options(
         &broker,
         &group,
         &[&at_offset, &at_end, &from_start],
@@ -137,8 +116,8 @@ async fn exact_positions_per_topic_and_committed_offsets_win(
     // An offset past the end is clamped to the end.
     let past_end = topic_with_records(&broker, 1, 2).await;
     let group = sluicegate_testing::unique_name("exact-past-end");
-    let clamped =
-        options(&broker, &group, &[&past_end], protocol).start_position(StartPosition::Offset(50));
+    let clamped = topics_options(&broker, &group, &[&past_end], protocol)
+        .start_position(StartPosition::Offset(50));
     let mut engine = ConsumerEngine::start(clamped)
         .await
         .expect("the engine starts");
@@ -152,12 +131,7 @@ async fn exact_positions_per_topic_and_committed_offsets_win(
 
 async fn a_time_starts_at_the_first_record_written_at_or_after_it(broker: TestBroker) {
     let topic = topic_with_records(&broker, 2, 4).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let middle = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let middle = moment_between_writes().await;
     produce(&broker, &topic, 2, 4..6).await;
     let group = sluicegate_testing::unique_name("timestamp");
     let options =

@@ -86,7 +86,17 @@ pub fn group_options(
     topic: &str,
     protocol: GroupProtocol,
 ) -> ConsumerOptions {
-    let options = ConsumerOptions::new(broker.bootstrap_servers(), group, [topic])
+    topics_options(broker, group, &[topic], protocol)
+}
+
+/// [`group_options`] for a group reading several topics.
+pub fn topics_options(
+    broker: &TestBroker,
+    group: &str,
+    topics: &[&str],
+    protocol: GroupProtocol,
+) -> ConsumerOptions {
+    let options = ConsumerOptions::new(broker.bootstrap_servers(), group, topics.iter().copied())
         .group_protocol(protocol)
         .max_poll_interval(Duration::from_secs(10))
         .commit_interval(Duration::from_millis(200))
@@ -295,4 +305,16 @@ pub async fn partition_count(broker: &TestBroker, topic: &str) -> Option<usize> 
     })
     .await
     .expect("asking for metadata")
+}
+
+/// A time between what was written before the call and what is written after it, in
+/// milliseconds since the Unix epoch (50 ms from each, so record timestamps fall on either side).
+pub async fn moment_between_writes() -> i64 {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let moment = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_millis() as i64;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    moment
 }
