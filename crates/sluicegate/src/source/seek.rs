@@ -110,8 +110,10 @@ impl PendingSeek {
 /// What came of an attempt to seek.
 pub(crate) enum Attempt {
     Done(Result<Offset, SeekError>),
-    /// librdkafka does not fetch the partition yet (it is still looking its committed offset
-    /// up, just after the assignment): try again shortly.
+    /// The partition is still starting, just after its assignment: librdkafka does not fetch
+    /// it yet (it is still looking its committed offset up), or the fetch start at that
+    /// offset outdated the seek (librdkafka's `_OUTDATED`: the seek was dropped). Try again
+    /// shortly.
     NotFetchingYet,
 }
 
@@ -124,7 +126,10 @@ pub(crate) fn attempt<C: ConsumerContext>(
     seek: Seek,
 ) -> Attempt {
     match perform(consumer, partition, seek) {
-        Err(error) if error.code == Some(RDKafkaErrorCode::State) => Attempt::NotFetchingYet,
+        Err(Failed {
+            code: Some(RDKafkaErrorCode::State | RDKafkaErrorCode::Outdated),
+            ..
+        }) => Attempt::NotFetchingYet,
         Err(error) => Attempt::Done(Err(SeekError::Client {
             partition: partition.clone(),
             source: ClientError::from(error.error),
