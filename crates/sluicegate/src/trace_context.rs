@@ -7,9 +7,15 @@
 //! (`sluice process` exports them over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set). A
 //! retry or a dead letter keeps the record's headers, so it carries the same trace context on:
 //! every handling of a record, in any stage, joins the producer's trace.
+//!
+//! A batch handler call is a span of its own, `process <topic>` (or `process` when the batch
+//! holds several topics), with `messaging.batch.message_count` and the batcher's name, linked
+//! to the message handler call of each of its records: the batch has many parents, so it
+//! starts a trace and points at theirs, as OpenTelemetry's messaging conventions ask of batch
+//! processing.
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::trace::{SpanContext, TraceContextExt};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -86,4 +92,38 @@ impl HandlerTrace {
         }
         span
     }
+}
+
+/// The OpenTelemetry span context of `span`: invalid when no OpenTelemetry layer is installed.
+pub(crate) fn span_context(span: &Span) -> SpanContext {
+    span.context().span().span_context().clone()
+}
+
+/// The span of a batch handler call of `batcher` on `count` records whose message handler
+/// calls were `links`; `topic` when the records share one.
+pub(crate) fn batch_span(
+    batcher: &str,
+    topic: Option<&str>,
+    count: usize,
+    links: impl IntoIterator<Item = SpanContext>,
+) -> Span {
+    let span = tracing::info_span!(
+        target: "sluicegate::handler",
+        "sluice.handle_batch",
+        otel.name = %topic.map_or_else(|| "process".to_owned(), |topic| format!("process {topic}")),
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.destination.name = tracing::field::Empty,
+        messaging.batch.message_count = count as i64,
+        sluice.batcher = batcher,
+    );
+    if let Some(topic) = topic {
+        span.record("messaging.destination.name", topic);
+    }
+    for link in links {
+        // Invalid contexts (no OpenTelemetry layer when the message was handled) are skipped.
+        span.add_link(link);
+    }
+    span
 }

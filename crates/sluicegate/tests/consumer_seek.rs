@@ -1,6 +1,6 @@
 //! Seeking an assigned partition: back (records read again, commits never below what was
-//! acknowledged, unless the seek rewinds them), by time, and from a pipeline when a partition
-//! starts.
+//! acknowledged, unless the seek rewinds them), by time, from a pipeline when a partition
+//! starts, and from a running message handler.
 
 mod common;
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{
     eventually, moment_between_writes, next_record, options, produce, topic_with_records,
 };
-use sluicegate::pipeline::Pipeline;
+use sluicegate::pipeline::{Pipeline, ProcessingOrder, TestPipeline};
 use sluicegate::{AckError, ConsumerEngine, Offset, PartitionStream, Seek};
 use sluicegate_testing::{init_tracing, TestBroker};
 
@@ -18,6 +18,8 @@ on_both_brokers!(
     seeking_back_reads_again_and_commits_never_go_below_what_was_acknowledged,
     a_seek_that_rewinds_commits_moves_the_committed_offset_back,
     a_pipeline_moves_a_partition_when_it_starts,
+    a_handler_moves_its_partition_back_and_the_pipeline_reads_on_from_there,
+    a_handler_skips_ahead_in_key_order_and_the_waiting_records_are_dropped,
 );
 
 mod by_time {
@@ -200,4 +202,101 @@ async fn a_pipeline_moves_a_partition_when_it_starts(broker: TestBroker) {
         "{}",
         broker.name()
     );
+}
+
+/// Records every offset handled; the handler of `at` asks for `seek` the first time it runs.
+fn seeking_pipeline(
+    handled: Arc<Mutex<Vec<Offset>>>,
+    at: Offset,
+    seek: Seek,
+) -> sluicegate::pipeline::PipelineBuilder<Arc<Mutex<Vec<Offset>>>> {
+    Pipeline::builder(handled).handle_message(move |handled, message| async move {
+        let first_time = {
+            let mut handled = handled.lock().unwrap();
+            let first_time = !handled.contains(&message.offset());
+            handled.push(message.offset());
+            first_time
+        };
+        if message.offset() == at && first_time {
+            assert!(message.seek_partition(seek), "an engine's partition seeks");
+        }
+        Ok(message)
+    })
+}
+
+async fn a_handler_moves_its_partition_back_and_the_pipeline_reads_on_from_there(
+    broker: TestBroker,
+) {
+    let topic = topic_with_records(&broker, 1, 10).await;
+    let group = sluicegate_testing::unique_name("seek-handler");
+    let handled: Arc<Mutex<Vec<Offset>>> = Arc::default();
+    let engine = ConsumerEngine::start(options(&broker, &group, &topic))
+        .await
+        .expect("the engine starts");
+    let pipeline = seeking_pipeline(handled.clone(), 5, Seek::offset(2))
+        .source(engine)
+        .start()
+        .expect("the pipeline starts");
+    eventually(
+        "the records handled again",
+        Duration::from_secs(30),
+        || async { handled.lock().unwrap().len() >= 14 },
+    )
+    .await;
+    pipeline.shutdown().await;
+    assert_eq!(
+        *handled.lock().unwrap(),
+        vec![0, 1, 2, 3, 4, 5, 2, 3, 4, 5, 6, 7, 8, 9],
+        "{}: the rest of the take dropped, read again from 2",
+        broker.name()
+    );
+    let committed = common::committed_offsets(&broker, &group, &topic, 1).await;
+    assert_eq!(committed.get(&0), Some(&10), "{}", broker.name());
+}
+
+async fn a_handler_skips_ahead_in_key_order_and_the_waiting_records_are_dropped(
+    broker: TestBroker,
+) {
+    // The records have no key, so in key order they wait one behind the other.
+    let topic = topic_with_records(&broker, 1, 10).await;
+    let group = sluicegate_testing::unique_name("seek-handler-keyed");
+    let handled: Arc<Mutex<Vec<Offset>>> = Arc::default();
+    let engine = ConsumerEngine::start(options(&broker, &group, &topic))
+        .await
+        .expect("the engine starts");
+    let pipeline = seeking_pipeline(handled.clone(), 0, Seek::offset(8))
+        .order(ProcessingOrder::Key)
+        .source(engine)
+        .start()
+        .expect("the pipeline starts");
+    let committed = || async { common::committed_offsets(&broker, &group, &topic, 1).await };
+    eventually("offset 10 committed", Duration::from_secs(30), || async {
+        committed().await.get(&0) == Some(&10)
+    })
+    .await;
+    pipeline.shutdown().await;
+    assert_eq!(
+        *handled.lock().unwrap(),
+        vec![0, 8, 9],
+        "{}: 1 to 7 skipped",
+        broker.name()
+    );
+}
+
+#[tokio::test]
+async fn records_pushed_to_a_test_pipeline_cannot_seek() {
+    let asked = Arc::new(Mutex::new(None));
+    let seen = asked.clone();
+    let builder = Pipeline::builder(()).handle_message(move |_, message| {
+        let seen = seen.clone();
+        async move {
+            *seen.lock().unwrap() = Some(message.seek_partition(Seek::offset(0)));
+            Ok(message)
+        }
+    });
+    let mut test = TestPipeline::start(builder).unwrap();
+    test.push([TestPipeline::record("events", 0, 3, None, b"x")]);
+    test.wait_for_acks(1).await;
+    test.finish().await;
+    assert_eq!(*asked.lock().unwrap(), Some(false));
 }

@@ -2,6 +2,7 @@
 //! handler call is a span, the child of the producer's `traceparent`, with the messaging
 //! attributes; the retry and the dead letter carry the trace on, so their handlings join the
 //! same trace with their attempt; a record without a trace context starts a trace of its own.
+//! A batch handler call is a span linked to the message handler call of each of its records.
 #![cfg(feature = "otel")]
 
 mod common;
@@ -13,12 +14,16 @@ use common::eventually;
 use opentelemetry::trace::{SpanId, TraceId, TracerProvider as _};
 use opentelemetry::Value;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use sluicegate::pipeline::Pipeline;
+use sluicegate::pipeline::{BatcherOptions, Pipeline};
 use sluicegate::retry::{self, RetryPolicy, RetryTask, Stages};
+use sluicegate::ConsumerEngine;
 use sluicegate_testing::{TestBroker, TestRecord};
 use tracing_subscriber::layer::SubscriberExt as _;
 
-on_both_brokers!(handler_calls_are_spans_that_join_the_producers_trace_across_retries);
+on_both_brokers!(
+    handler_calls_are_spans_that_join_the_producers_trace_across_retries,
+    a_batch_call_is_a_span_linked_to_the_handler_call_of_each_record,
+);
 
 /// The exporter every test of this binary reads; installed once, as the global subscriber.
 fn exporter() -> &'static InMemorySpanExporter {
@@ -162,4 +167,100 @@ async fn handler_calls_are_spans_that_join_the_producers_trace_across_retries(br
     assert_eq!(dead.len(), 1, "{dead:#?}");
     assert_eq!(dead[0].span_context.trace_id(), trace);
     assert_eq!(attribute(&dead[0], "sluice.attempt"), Some(&Value::I64(3)));
+}
+
+async fn a_batch_call_is_a_span_linked_to_the_handler_call_of_each_record(broker: TestBroker) {
+    let topic = sluicegate_testing::unique_name("traced-batch");
+    broker.create_topic(&topic, 1).await;
+    let traceparent = format!("00-{TRACE}-{PRODUCER_SPAN}-01");
+    let records = vec![
+        TestRecord::value("a").header("traceparent", traceparent.clone()),
+        TestRecord::value("b"),
+        TestRecord::value("c").header("traceparent", traceparent),
+    ];
+    sluicegate_testing::produce_records(&broker.bootstrap_servers(), &topic, records).await;
+    let group = sluicegate_testing::unique_name("traced-batch-group");
+    let engine = ConsumerEngine::start(common::options(&broker, &group, &topic))
+        .await
+        .expect("the engine starts");
+    let pipeline = Pipeline::builder(())
+        .handle_message(|_, message| async move { Ok(message.put_batcher("rows")) })
+        .batcher(
+            "rows",
+            BatcherOptions::new()
+                .size(3)
+                .timeout(Duration::from_secs(3600)),
+        )
+        .handle_batch(|_, _batch| async move { Ok(()) })
+        .source(engine)
+        .start()
+        .expect("the pipeline starts");
+    let batch_spans = || {
+        spans_on(&topic)
+            .into_iter()
+            .filter(|span| attribute(span, "sluice.batcher").is_some())
+            .collect::<Vec<_>>()
+    };
+    eventually("the batch was handled", Duration::from_secs(60), || async {
+        !batch_spans().is_empty()
+    })
+    .await;
+    pipeline.shutdown().await;
+
+    let batches = batch_spans();
+    assert_eq!(
+        batches.len(),
+        1,
+        "{}: one batch call: {batches:#?}",
+        broker.name()
+    );
+    let batch = &batches[0];
+    assert_eq!(batch.name, format!("process {topic}"));
+    assert_eq!(
+        attribute(batch, "sluice.batcher"),
+        Some(&Value::from("rows"))
+    );
+    assert_eq!(
+        attribute(batch, "messaging.batch.message_count"),
+        Some(&Value::I64(3))
+    );
+    let mut records: Vec<SpanData> = spans_on(&topic)
+        .into_iter()
+        .filter(|span| attribute(span, "sluice.batcher").is_none())
+        .collect();
+    records.sort_by_key(|span| match attribute(span, "messaging.kafka.offset") {
+        Some(Value::I64(offset)) => *offset,
+        other => panic!("a record span without its offset: {other:?}"),
+    });
+    assert_eq!(records.len(), 3, "one message handler call per record");
+    let linked: Vec<_> = batch
+        .links
+        .iter()
+        .map(|link| link.span_context.clone())
+        .collect();
+    let handled: Vec<_> = records
+        .iter()
+        .map(|span| span.span_context.clone())
+        .collect();
+    assert_eq!(
+        linked, handled,
+        "linked to each record's call, in batch order"
+    );
+    let trace = TraceId::from_hex(TRACE).unwrap();
+    assert_eq!(
+        linked[0].trace_id(),
+        trace,
+        "the producer's trace, reached by the link"
+    );
+    assert_ne!(
+        linked[1].trace_id(),
+        trace,
+        "an untraced record's own trace"
+    );
+    assert_eq!(linked[2].trace_id(), trace);
+    assert_ne!(
+        batch.span_context.trace_id(),
+        trace,
+        "a batch of many parents starts a trace of its own"
+    );
 }

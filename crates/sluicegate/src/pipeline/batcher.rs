@@ -273,12 +273,10 @@ async fn run_worker<S, D>(
             observer.batched(BatchSeen::of(&batch));
         }
         let started = Instant::now();
-        let outcome = guarded(
-            (context.handler)(context.state.clone(), batch),
-            context.handler_timeout,
-            Some(&context.name),
-        )
-        .await;
+        let call = (context.handler)(context.state.clone(), batch);
+        #[cfg(feature = "otel")]
+        let call = tracing::Instrument::instrument(call, batch_span(&context.name, &messages));
+        let outcome = guarded(call, context.handler_timeout, Some(&context.name)).await;
         context.duration.record(started.elapsed().as_secs_f64());
         context.counters.note_batch();
         match outcome {
@@ -307,6 +305,22 @@ async fn run_worker<S, D>(
             }
         }
     }
+}
+
+/// The span of a batch handler call: linked to each message's handler call.
+#[cfg(feature = "otel")]
+fn batch_span<D>(batcher: &str, messages: &[Message<D>]) -> tracing::Span {
+    let topic = messages.first().map(Message::topic);
+    let shared_topic =
+        topic.filter(|topic| messages.iter().all(|message| message.topic() == *topic));
+    crate::trace_context::batch_span(
+        batcher,
+        shared_topic,
+        messages.len(),
+        messages
+            .iter()
+            .filter_map(|message| message.handler_span().cloned()),
+    )
 }
 
 /// Acknowledges a batch's messages, one call per run of messages from the same partition.

@@ -63,6 +63,18 @@ impl<T> KeyLanes<T> {
         next
     }
 
+    /// Drops every waiting item (the running ones keep their lanes); returns how many.
+    pub fn drop_waiting(&mut self) -> usize {
+        self.waiting
+            .values_mut()
+            .map(|queue| {
+                let dropped = queue.len();
+                queue.clear();
+                dropped
+            })
+            .sum()
+    }
+
     /// True when nothing runs and nothing waits.
     pub fn is_idle(&self) -> bool {
         self.waiting.is_empty()
@@ -86,6 +98,22 @@ mod tests {
         assert_eq!(lanes.finish(b), None);
         assert_eq!(lanes.finish(a), Some(3));
         assert!(!lanes.is_idle());
+        assert_eq!(lanes.finish(a), None);
+        assert!(lanes.is_idle());
+    }
+
+    #[test]
+    fn dropping_the_waiting_items_keeps_the_running_lanes() {
+        let mut lanes = KeyLanes::default();
+        let (a, b) = (Lane::Keyed(1), Lane::Keyed(2));
+        assert_eq!(lanes.admit(a, 0), Some(0));
+        assert_eq!(lanes.admit(a, 1), None);
+        assert_eq!(lanes.admit(a, 2), None);
+        assert_eq!(lanes.admit(b, 3), Some(3));
+        assert_eq!(lanes.drop_waiting(), 2);
+        assert_eq!(lanes.admit(a, 4), None, "a's first item still runs");
+        assert_eq!(lanes.finish(a), Some(4));
+        assert_eq!(lanes.finish(b), None);
         assert_eq!(lanes.finish(a), None);
         assert!(lanes.is_idle());
     }

@@ -5,8 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::seek_request::SeekRequest;
 use crate::record::{Offset, Record, TopicPartition};
-use crate::source::PauseSwitch;
+use crate::source::{PauseSwitch, Seek};
 
 /// The error a handler returns. Any error type converts into it with `?`, and so do `&str`
 /// and `String`.
@@ -106,6 +107,11 @@ pub struct Message<D = Record> {
     batcher: Option<Arc<str>>,
     batch_key: Option<Arc<str>>,
     pause: Option<PauseSwitch>,
+    seek: Option<SeekRequest>,
+    /// The span of the message handler call that returned the message (feature `otel`): a
+    /// batch handler call links to it.
+    #[cfg(feature = "otel")]
+    handled_in: Option<opentelemetry::trace::SpanContext>,
 }
 
 impl<D> Clone for Message<D> {
@@ -118,6 +124,9 @@ impl<D> Clone for Message<D> {
             batcher: self.batcher.clone(),
             batch_key: self.batch_key.clone(),
             pause: self.pause.clone(),
+            seek: self.seek.clone(),
+            #[cfg(feature = "otel")]
+            handled_in: self.handled_in.clone(),
         }
     }
 }
@@ -135,15 +144,84 @@ impl<D: MessageFormat> Message<D> {
             batcher: None,
             batch_key: None,
             pause: None,
+            seek: None,
+            #[cfg(feature = "otel")]
+            handled_in: None,
         }
     }
 }
 
 impl<D> Message<D> {
-    /// With the switch that pauses its partition.
-    pub(crate) fn with_pause_switch(mut self, pause: Option<PauseSwitch>) -> Self {
+    /// With the switch that pauses its partition and where its handler asks for a seek.
+    pub(crate) fn with_partition_controls(
+        mut self,
+        pause: Option<PauseSwitch>,
+        seek: Option<SeekRequest>,
+    ) -> Self {
         self.pause = pause;
+        self.seek = seek;
         self
+    }
+
+    /// With the partition controls (and handler span) of `other`, a message of the same
+    /// record: a retry in place hands the handler a new message for each attempt.
+    pub(crate) fn with_controls_of<E>(mut self, other: &Message<E>) -> Self {
+        self.pause = other.pause.clone();
+        self.seek = other.seek.clone();
+        #[cfg(feature = "otel")]
+        {
+            self.handled_in = other.handled_in.clone();
+        }
+        self
+    }
+
+    /// Asks to move the message's partition as `seek` says once this message handler call
+    /// returns: the partition's records taken after this one and not yet started are
+    /// dropped, and the partition is read again from the new position (a replay from a
+    /// handler, or a skip past a poisoned range). As with [`PartitionStream::seek`], commits
+    /// never go below what was acknowledged before the seek unless it
+    /// [rewinds commits](Seek::rewind_commits); this message is finished as usual. A later
+    /// request replaces one not yet carried out.
+    ///
+    /// Returns false, and nothing moves, where the partition cannot seek: records pushed to a
+    /// [`TestPipeline`](super::TestPipeline). Ask from the message handler; a batch handler's
+    /// request waits for the partition's next message handler call.
+    ///
+    /// ```
+    /// use sluicegate::pipeline::Pipeline;
+    /// use sluicegate::Seek;
+    ///
+    /// let builder = Pipeline::builder(()).handle_message(|_, message| async move {
+    ///     if message.data().value.as_deref() == Some(b"replay-from-0") {
+    ///         message.seek_partition(Seek::offset(0));
+    ///     }
+    ///     Ok(message)
+    /// });
+    /// # let _ = builder;
+    /// ```
+    ///
+    /// [`PartitionStream::seek`]: crate::PartitionStream::seek
+    pub fn seek_partition(&self, seek: Seek) -> bool {
+        match &self.seek {
+            Some(request) => {
+                request.ask(seek);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// With the span of the message handler call that returned it.
+    #[cfg(feature = "otel")]
+    pub(crate) fn with_handler_span(mut self, span: opentelemetry::trace::SpanContext) -> Self {
+        self.handled_in = Some(span);
+        self
+    }
+
+    /// The span of the message handler call that returned it, if any.
+    #[cfg(feature = "otel")]
+    pub(crate) fn handler_span(&self) -> Option<&opentelemetry::trace::SpanContext> {
+        self.handled_in.as_ref()
     }
 
     /// The switch that pauses and resumes the message's partition (a circuit breaker in the

@@ -106,6 +106,7 @@ mod meters;
 mod observer;
 mod processor;
 mod rate_limit;
+mod seek_request;
 mod source;
 mod stats;
 mod test_pipeline;

@@ -17,10 +17,11 @@ use super::handlers::{guarded, MessageHandler};
 use super::lanes::{KeyLanes, Lane};
 use super::message::{Failed, FailureKind, FailureReason, Message, MessageFormat};
 use super::rate_limit::RateLimiter;
-use super::source::{AckSink, DueAt, PartitionInput};
+use super::seek_request::SeekRequest;
+use super::source::{AckSink, DueAt, PartitionFeed, PartitionInput};
 use super::stats::PipelineCounters;
 use super::{AttemptOf, PartitionCallback, SeekOnStart};
-use crate::record::{Offset, Record};
+use crate::record::{Offset, Record, TopicPartition};
 
 /// In what order a partition's records reach the message handler.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -89,7 +90,7 @@ where
         .as_ref()
         .and_then(|seek_on_start| seek_on_start(&partition))
     {
-        feed.seek(&partition, seek).await;
+        feed.seek(&partition, seek, "on start").await;
     }
     match context.order {
         ProcessingOrder::Partition => {
@@ -100,33 +101,49 @@ where
                 .await
             {
                 context.note_taken(&acks, records.len());
-                // One handler call at a time here, so one permit covers the whole take. The
-                // semaphore is never closed.
-                let mut permit = context.permits.acquire().await.ok();
-                for (index, record) in records.into_iter().enumerate() {
-                    if let Some(offset) = context
-                        .process_holding_permit(record, &acks, &mut permit)
-                        .await
-                    {
-                        if finished.is_empty() {
-                            first_finished = Instant::now();
+                let mut records = records.into_iter();
+                loop {
+                    // One handler call at a time here, so one permit covers the whole take.
+                    // The semaphore is never closed.
+                    let mut permit = context.permits.acquire().await.ok();
+                    for (index, record) in records.by_ref().enumerate() {
+                        if let Some(offset) = context
+                            .process_holding_permit(record, &acks, &mut permit)
+                            .await
+                        {
+                            if finished.is_empty() {
+                                first_finished = Instant::now();
+                            }
+                            finished.push(offset);
                         }
-                        finished.push(offset);
+                        if seek_asked(&acks) {
+                            break;
+                        }
+                        // Slow handlers: do not hold finished records back for the whole take.
+                        if index % 8 == 7
+                            && !finished.is_empty()
+                            && first_finished.elapsed() >= ACK_DELAY
+                        {
+                            context.finish(&acks, &mut finished).await;
+                        }
                     }
-                    // Slow handlers: do not hold finished records back for the whole take.
-                    if index % 8 == 7
-                        && !finished.is_empty()
-                        && first_finished.elapsed() >= ACK_DELAY
-                    {
-                        context.finish(&acks, &mut finished).await;
+                    drop(permit);
+                    context.finish(&acks, &mut finished).await;
+                    if seek_as_asked(&mut feed, &partition, &acks).await {
+                        // The rest of the take came from the old position.
+                        acks.forget(records.len());
+                        break;
                     }
+                    if records.len() == 0 {
+                        break;
+                    }
+                    // A seek was asked but did not move the partition: the rest of the take
+                    // is handled as if none was.
                 }
-                drop(permit);
-                context.finish(&acks, &mut finished).await;
             }
         }
         ProcessingOrder::Key | ProcessingOrder::Unordered => {
-            run_concurrently(&context, &mut feed, &acks).await
+            run_concurrently(&context, &partition, &mut feed, &acks).await
         }
     }
     for batcher in context.batchers.values() {
@@ -138,10 +155,37 @@ where
     }
 }
 
-/// Key and unordered order: each record runs as its own task once its lane is free.
+/// What a concurrent processor does next.
+enum Step {
+    /// A record's task finished.
+    Joined(Result<(Lane, Option<Offset>), tokio::task::JoinError>),
+    /// The feed handed out records, or ended.
+    Taken(Option<Vec<Record>>),
+}
+
+/// Whether a handler asked the partition to seek.
+fn seek_asked(acks: &AckSink) -> bool {
+    acks.seek_request().is_some_and(SeekRequest::is_asked)
+}
+
+/// Carries out the seek a handler asked for, if any; true when the partition moved.
+async fn seek_as_asked(
+    feed: &mut PartitionFeed,
+    partition: &TopicPartition,
+    acks: &AckSink,
+) -> bool {
+    match acks.seek_request().and_then(SeekRequest::take) {
+        Some(seek) => feed.seek(partition, seek, "asked by a handler").await,
+        None => false,
+    }
+}
+
+/// Key and unordered order: each record runs as its own task once its lane is free. A seek a
+/// handler asks for drops the records waiting in lanes; those already running finish.
 async fn run_concurrently<S, D>(
     context: &Arc<ProcessorContext<S, D>>,
-    feed: &mut super::source::PartitionFeed,
+    partition: &TopicPartition,
+    feed: &mut PartitionFeed,
     acks: &Arc<AckSink>,
 ) where
     S: Send + Sync + 'static,
@@ -158,39 +202,54 @@ async fn run_concurrently<S, D>(
     let mut feed_open = true;
     let mut finished = Vec::new();
     while feed_open || !running.is_empty() {
-        tokio::select! {
-            Some(joined) = running.join_next(), if !running.is_empty() => {
+        let step = tokio::select! {
+            Some(joined) = running.join_next(), if !running.is_empty() => Step::Joined(joined),
+            records = feed.next_batch(TAKE_CONCURRENT, context.hold_until.as_ref()), if feed_open => Step::Taken(records),
+        };
+        match step {
+            Step::Joined(joined) => {
+                let mut freed = Vec::new();
                 let mut next = Some(joined);
                 while let Some(joined) = next {
                     match joined {
                         Ok((lane, offset)) => {
                             finished.extend(offset);
-                            if let Some(record) = keyed.then(|| lanes.finish(lane)).flatten() {
-                                start(&mut running, lane, record);
-                            }
+                            freed.push(lane);
                         }
                         Err(error) => tracing::error!(%error, "a processor task was cancelled"),
                     }
                     next = running.try_join_next();
                 }
                 context.finish(acks, &mut finished).await;
-            }
-            records = feed.next_batch(TAKE_CONCURRENT, context.hold_until.as_ref()), if feed_open => match records {
-                None => feed_open = false,
-                Some(records) => {
-                    context.note_taken(acks, records.len());
-                    for record in records {
-                        if !keyed {
-                            start(&mut running, Lane::Unkeyed, record);
-                            continue;
-                        }
-                        let lane = Lane::of(record.key.as_deref(), &context.lane_hasher);
-                        if let Some(record) = lanes.admit(lane, record) {
-                            start(&mut running, lane, record);
-                        }
+                // Before the lanes start their next records, which a seek drops.
+                if seek_as_asked(feed, partition, acks).await {
+                    acks.forget(lanes.drop_waiting());
+                }
+                for lane in freed.into_iter().filter(|_| keyed) {
+                    if let Some(record) = lanes.finish(lane) {
+                        start(&mut running, lane, record);
                     }
                 }
-            },
+            }
+            Step::Taken(None) => feed_open = false,
+            Step::Taken(Some(records)) => {
+                context.note_taken(acks, records.len());
+                if seek_as_asked(feed, partition, acks).await {
+                    // Taken from the old position.
+                    acks.forget(records.len() + lanes.drop_waiting());
+                    continue;
+                }
+                for record in records {
+                    if !keyed {
+                        start(&mut running, Lane::Unkeyed, record);
+                        continue;
+                    }
+                    let lane = Lane::of(record.key.as_deref(), &context.lane_hasher);
+                    if let Some(record) = lanes.admit(lane, record) {
+                        start(&mut running, lane, record);
+                    }
+                }
+            }
         }
     }
     debug_assert!(lanes.is_idle(), "every lane drained once nothing runs");
@@ -249,11 +308,14 @@ where
                 .as_ref()
                 .map_or(1, |attempt_of| attempt_of(&record)),
         );
-        let message = Message::<D>::new(record).with_pause_switch(pause);
+        let message =
+            Message::<D>::new(record).with_partition_controls(pause, acks.seek_request().cloned());
         let offset = message.offset();
         let kept = message.clone();
         let mut failures = 0;
         let mut first_failure_ms = None;
+        #[cfg(feature = "otel")]
+        let mut handler_span: opentelemetry::trace::SpanContext;
         let outcome = loop {
             if let Some(rate_limit) = &self.rate_limit {
                 rate_limit.acquire().await;
@@ -261,7 +323,11 @@ where
             let started = Instant::now();
             let call = (self.handler)(self.state.clone(), message.clone());
             #[cfg(feature = "otel")]
-            let call = tracing::Instrument::instrument(call, trace.span(failures));
+            let call = {
+                let span = trace.span(failures);
+                handler_span = crate::trace_context::span_context(&span);
+                tracing::Instrument::instrument(call, span)
+            };
             let outcome = guarded(call, self.handler_timeout, None).await;
             acks.meters
                 .message_handler
@@ -284,6 +350,9 @@ where
             *permit = self.permits.acquire().await.ok();
         };
         let message = match outcome {
+            #[cfg(feature = "otel")]
+            Ok(message) => message.with_handler_span(handler_span),
+            #[cfg(not(feature = "otel"))]
             Ok(message) => message,
             Err(reason) => {
                 self.fail(kept, reason, acks).await;

@@ -10,6 +10,8 @@ use tokio::sync::{mpsc, Notify};
 
 use super::meters::PartitionMeters;
 use super::observer::Observer;
+use super::seek_request::SeekRequest;
+use crate::client_error::Chain;
 use crate::record::{Offset, Record, TopicPartition};
 use crate::source::{
     AckError, Acknowledger, ConsumerEngine, EngineSummary, PartitionStream, PauseSwitch, Seek,
@@ -51,17 +53,25 @@ impl PartitionFeed {
 }
 
 impl PartitionFeed {
-    /// Moves an engine's partition as `seek` says (see [`PartitionStream::seek`]); records
-    /// pushed by hand cannot be sought, so a channel's feed stays as it is.
-    pub async fn seek(&mut self, partition: &TopicPartition, seek: Seek) {
+    /// Moves an engine's partition as `seek` says (see [`PartitionStream::seek`]), `why`
+    /// naming who asked, in the log; true when it moved. Records pushed by hand cannot be
+    /// sought, so a channel's feed stays as it is.
+    pub async fn seek(&mut self, partition: &TopicPartition, seek: Seek, why: &str) -> bool {
         match self {
             Self::Engine(stream) => match stream.seek(seek).await {
-                Ok(offset) => tracing::info!(%partition, offset, "partition moved on start"),
+                Ok(offset) => {
+                    tracing::info!(%partition, offset, why, "partition moved");
+                    true
+                }
                 Err(error) => {
-                    tracing::warn!(%partition, %error, "could not move the partition on start")
+                    tracing::warn!(%partition, error = %Chain(&error), why, "could not move the partition");
+                    false
                 }
             },
-            Self::Channel(_) => tracing::debug!(%partition, "a pushed partition cannot seek"),
+            Self::Channel(_) => {
+                tracing::debug!(%partition, why, "a pushed partition cannot seek");
+                false
+            }
         }
     }
 }
@@ -73,6 +83,8 @@ pub(crate) struct AckSink {
     target: AckTarget,
     outstanding: AtomicUsize,
     settled: Notify,
+    /// Where handlers ask for a seek; `None` when the feed cannot seek (records pushed).
+    seek_request: Option<SeekRequest>,
 }
 
 enum AckTarget {
@@ -95,6 +107,7 @@ impl AckSink {
 
     fn new(partition: TopicPartition, target: AckTarget) -> Self {
         Self {
+            seek_request: matches!(target, AckTarget::Engine(_)).then(SeekRequest::default),
             meters: PartitionMeters::new(&partition.topic),
             partition,
             target,
@@ -111,9 +124,26 @@ impl AckSink {
         }
     }
 
+    /// Where handlers ask for a seek, when the feed can seek.
+    pub fn seek_request(&self) -> Option<&SeekRequest> {
+        self.seek_request.as_ref()
+    }
+
     /// Records were taken from the feed; each must be acknowledged once.
     pub fn note_taken(&self, count: usize) {
         self.outstanding.fetch_add(count, Ordering::AcqRel);
+    }
+
+    /// Records taken from the feed were dropped unhandled (a seek moved past them): they
+    /// will not be acknowledged.
+    pub fn forget(&self, count: usize) {
+        self.settle(count);
+    }
+
+    fn settle(&self, count: usize) {
+        if count > 0 && self.outstanding.fetch_sub(count, Ordering::AcqRel) == count {
+            self.settled.notify_waiters();
+        }
     }
 
     /// Acknowledges finished offsets (succeeded, or handed to the failure handler).
@@ -134,9 +164,7 @@ impl AckSink {
             }
             AckTarget::Observer(observer) => observer.acked(&self.partition, offsets),
         }
-        if self.outstanding.fetch_sub(offsets.len(), Ordering::AcqRel) == offsets.len() {
-            self.settled.notify_waiters();
-        }
+        self.settle(offsets.len());
     }
 
     /// Waits until every record taken from the feed was acknowledged.

@@ -110,8 +110,9 @@ impl<S: Send + Sync + 'static> HandlerLayer<S, Record> for InPlaceRetries {
                 retry_in_place(&policy, timeout, |retrying| {
                     let attempt = match retrying {
                         None => message.clone(),
-                        Some(retrying) => Message::new(retrying.record(message.data()))
-                            .with_pause_switch(message.pause_switch().cloned()),
+                        Some(retrying) => {
+                            Message::new(retrying.record(message.data())).with_controls_of(&message)
+                        }
                     };
                     inner(state.clone(), attempt)
                 })
@@ -138,7 +139,7 @@ impl<S: Send + Sync + 'static> HandlerLayer<S, Record> for InPlaceRetries {
                             .iter()
                             .map(|message| {
                                 Message::new(retrying.record(message.data()))
-                                    .with_pause_switch(message.pause_switch().cloned())
+                                    .with_controls_of(message)
                             })
                             .collect(),
                     };
