@@ -155,11 +155,12 @@ pub async fn produce_records(
 /// The offset committed by consumer group `group` for `topic`/`partition`, or `None` if the
 /// group has committed none there.
 ///
-/// Asks the broker with a throwaway consumer in the group (it does not join the group).
+/// Asks the broker with a throwaway consumer in the group (it does not join the group), again
+/// while the group's coordinator is not ready.
 ///
 /// # Panics
 ///
-/// If the broker does not answer within 10 s.
+/// If the broker does not answer within 10 s, or its coordinator is not ready within 20 s.
 pub async fn committed_offset(
     bootstrap: &str,
     group: &str,
@@ -173,7 +174,9 @@ pub async fn committed_offset(
         let consumer: BaseConsumer = config.create()?;
         let mut wanted = TopicPartitionList::new();
         wanted.add_partition(&topic, partition);
-        let committed = consumer.committed_offsets(wanted, Duration::from_secs(10))?;
+        let committed = while_the_coordinator_settles(|| {
+            consumer.committed_offsets(wanted.clone(), Duration::from_secs(10))
+        })?;
         let offset = committed
             .find_partition(&topic, partition)
             .map(|element| element.offset());
@@ -186,6 +189,34 @@ pub async fn committed_offset(
         Ok(Ok(offset)) => offset,
         Ok(Err(e)) => panic!("cannot read the committed offset of {describe}: {e}"),
         Err(e) => panic!("reading the committed offset of {describe} failed: {e}"),
+    }
+}
+
+/// Runs a group request again, for up to 20 s, while the group's coordinator is not ready: a
+/// fresh cluster creates its offsets topic on the first group request and answers
+/// "coordinator not available", "loading" or "not coordinator" until the topic's partition
+/// has its leader and the coordinator has loaded it.
+fn while_the_coordinator_settles<T>(
+    mut request: impl FnMut() -> Result<T, KafkaError>,
+) -> Result<T, KafkaError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match request() {
+            Err(error)
+                if std::time::Instant::now() < deadline
+                    && matches!(
+                        error.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::CoordinatorNotAvailable
+                                | RDKafkaErrorCode::NotCoordinator
+                                | RDKafkaErrorCode::CoordinatorLoadInProgress
+                        )
+                    ) =>
+            {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            outcome => return outcome,
+        }
     }
 }
 
@@ -203,27 +234,9 @@ pub async fn commit_offset(bootstrap: &str, group: &str, topic: &str, partition:
         let consumer: BaseConsumer = config.create()?;
         let mut offsets = TopicPartitionList::new();
         offsets.add_partition_offset(&topic, partition, Offset::Offset(offset))?;
-        // A fresh cluster creates its offsets topic on the first group request, and answers
-        // "coordinator not available" (or "loading") until it has: ask again meanwhile.
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            match consumer.commit(&offsets, rdkafka::consumer::CommitMode::Sync) {
-                Err(error)
-                    if std::time::Instant::now() < deadline
-                        && matches!(
-                            error.rdkafka_error_code(),
-                            Some(
-                                RDKafkaErrorCode::CoordinatorNotAvailable
-                                    | RDKafkaErrorCode::NotCoordinator
-                                    | RDKafkaErrorCode::CoordinatorLoadInProgress
-                            )
-                        ) =>
-                {
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                outcome => return outcome,
-            }
-        }
+        while_the_coordinator_settles(|| {
+            consumer.commit(&offsets, rdkafka::consumer::CommitMode::Sync)
+        })
     };
     match tokio::task::spawn_blocking(commit).await {
         Ok(Ok(())) => {}

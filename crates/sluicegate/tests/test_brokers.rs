@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -126,20 +126,7 @@ async fn committed_offsets_are_read(broker: TestBroker) {
         "{name}: nothing committed yet"
     );
 
-    let config = consumer_config(&bootstrap, &group);
-    let commit_topic = topic.clone();
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = config.create().expect("committing consumer");
-        let mut offsets = TopicPartitionList::new();
-        offsets
-            .add_partition_offset(&commit_topic, 1, Offset::Offset(7))
-            .expect("offsets");
-        consumer
-            .commit(&offsets, CommitMode::Sync)
-            .expect("commit offset 7");
-    })
-    .await
-    .expect("committing thread");
+    sluicegate_testing::commit_offset(&bootstrap, &group, &topic, 1, 7).await;
 
     assert_eq!(
         committed_offset(&bootstrap, &group, &topic, 1).await,

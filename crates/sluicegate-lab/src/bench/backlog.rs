@@ -26,9 +26,10 @@ use rdkafka::ClientContext;
 use serde::{Deserialize, Serialize};
 use sluicegate::{ConsumerEngine, ConsumerOptions, EngineStats, PartitionStream, StartPosition};
 
+use super::child_broker::BenchBroker;
 use super::{
-    fresh_group, prepare_topic, print_json, spawn_worker, GroupTimeouts, Property, WorkerTarget,
-    RSS_SCOPE,
+    fresh_group, prepare_topic, print_json, shaped_topic_name, spawn_worker, GroupTimeouts,
+    Property, WorkerTarget, RSS_SCOPE,
 };
 use crate::out;
 use sluicegate_cli::tool::progress::{thousands, Timed};
@@ -39,18 +40,19 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Args)]
 pub struct BacklogArgs {
-    /// Bootstrap servers of the broker (Apache Kafka, e.g. from `scripts/kafka start`: the
-    /// development broker cannot hold the backlog).
+    /// Bootstrap servers of the broker; default: a single-node Apache Kafka started for the
+    /// run (`scripts/kafka start`). The development broker cannot hold the backlog.
     #[arg(long, value_name = "HOST:PORT")]
-    brokers: String,
-    /// Topic holding the backlog (reused, and not refilled, if it already holds enough).
-    #[arg(long, default_value = "sluice-bench-backlog")]
-    topic: String,
+    brokers: Option<String>,
+    /// Topic holding the backlog (reused, and not refilled, if it already holds enough);
+    /// default: `sluice-bench-backlog-PxNxB`, named after the shape.
+    #[arg(long)]
+    topic: Option<String>,
     /// Partitions of the topic.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(i32).range(1..=1024))]
     partitions: i32,
     /// Records per partition in the backlog.
-    #[arg(long, default_value_t = 250_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     records_per_partition: u64,
     /// Bytes per record value.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(8..=1_000_000))]
@@ -147,9 +149,19 @@ struct BacklogReport {
 }
 
 pub fn run(args: BacklogArgs) -> anyhow::Result<()> {
+    let broker = BenchBroker::given_or_kafka(args.brokers.as_deref())?;
+    let brokers = broker.bootstrap_servers().to_owned();
+    let topic_name = args.topic.clone().unwrap_or_else(|| {
+        shaped_topic_name(
+            "sluice-bench-backlog",
+            args.partitions,
+            args.records_per_partition,
+            args.record_bytes,
+        )
+    });
     let offsets = prepare_topic(
-        &args.brokers,
-        &args.topic,
+        &brokers,
+        &topic_name,
         args.partitions,
         args.records_per_partition,
         args.record_bytes as usize,
@@ -159,8 +171,8 @@ pub fn run(args: BacklogArgs) -> anyhow::Result<()> {
         "backlog: {} records in {} partitions of `{}` on {}; handler {} ms per record; {} s per side",
         thousands(backlog),
         offsets.len(),
-        args.topic,
-        args.brokers,
+        topic_name,
+        broker.label(),
         args.handler_ms,
         args.seconds
     );
@@ -174,9 +186,9 @@ pub fn run(args: BacklogArgs) -> anyhow::Result<()> {
             "--mode".to_owned(),
             mode.label().to_owned(),
             "--brokers".to_owned(),
-            args.brokers.clone(),
+            brokers.clone(),
             "--topic".to_owned(),
-            args.topic.clone(),
+            topic_name.clone(),
             "--group".to_owned(),
             fresh_group(&format!("backlog-{}", mode.label())),
             "--seconds".to_owned(),
@@ -206,7 +218,7 @@ pub fn run(args: BacklogArgs) -> anyhow::Result<()> {
         seconds: args.seconds,
         handler_ms: args.handler_ms,
         rss_scope: RSS_SCOPE,
-        broker: args.brokers.clone(),
+        broker: broker.label().to_owned(),
     };
     if args.json {
         return print_json(&report);

@@ -4,7 +4,9 @@
 //! The child watches its stdin: when this process exits, however it exits, the pipe closes and
 //! the broker stops. Dropping a [`ChildBroker`] closes the pipe and waits for it.
 //!
-//! [`BenchBroker`] is what a bench runs on: the broker passed with `--brokers`, or else a child.
+//! [`BenchBroker`] is what a bench runs on: the broker passed with `--brokers`, or else a child:
+//! a development broker, or Apache Kafka started through `scripts/kafka start` (by
+//! `sluicegate_testing::KafkaCluster`, whose watchdog stops it when this process exits).
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -112,6 +114,8 @@ impl Drop for ChildBroker {
 pub struct BenchBroker {
     /// Held only so that dropping this stops it.
     _child: Option<ChildBroker>,
+    /// Held only so that it runs as long as this; stopped when this process exits.
+    _kafka: Option<sluicegate_testing::KafkaCluster>,
     bootstrap_servers: String,
     label: String,
 }
@@ -123,6 +127,7 @@ impl BenchBroker {
         Ok(match brokers {
             Some(brokers) => Self {
                 _child: None,
+                _kafka: None,
                 bootstrap_servers: brokers.to_owned(),
                 label: brokers.to_owned(),
             },
@@ -131,10 +136,30 @@ impl BenchBroker {
                 let address = child.bootstrap_servers().to_owned();
                 Self {
                     _child: Some(child),
+                    _kafka: None,
                     label: format!("development broker (child process) at {address}"),
                     bootstrap_servers: address,
                 }
             }
+        })
+    }
+
+    /// `brokers` when given; otherwise a single-node Apache Kafka started for this run
+    /// (`scripts/kafka start`, which installs Kafka from Maven Central the first time).
+    pub fn given_or_kafka(brokers: Option<&str>) -> anyhow::Result<Self> {
+        if brokers.is_some() {
+            return Self::given_or_child(brokers, &[]);
+        }
+        eprintln!("starting Apache Kafka (scripts/kafka start) for this run");
+        let kafka =
+            sluicegate_testing::KafkaCluster::start(&sluicegate_testing::KafkaSetup::single_node())
+                .map_err(|message| anyhow::anyhow!("could not start Apache Kafka: {message}"))?;
+        let address = kafka.bootstrap_servers();
+        Ok(Self {
+            _child: None,
+            label: format!("Apache Kafka (single node, started for this run) at {address}"),
+            bootstrap_servers: address,
+            _kafka: Some(kafka),
         })
     }
 

@@ -9,8 +9,12 @@
 mod backlog;
 pub mod child_broker;
 mod consume;
+mod instructions;
+mod peer_programs;
+mod peers;
 mod pipeline;
 mod produce;
+mod scale;
 
 use std::process::{Command, Stdio};
 use std::str::FromStr;
@@ -41,6 +45,16 @@ pub enum BenchCommand {
     /// 0-5 ms handler, concurrency 100) in every processing order against the ideal, and a
     /// no-op pipeline against the plain rdkafka loop of `bench consume`.
     Pipeline(pipeline::PipelineArgs),
+    /// Instructions per record (valgrind's callgrind), the engine and the pipeline against the
+    /// plain rdkafka loop, with the engine's broken down by function.
+    Instructions(instructions::InstructionsArgs),
+    /// Sluicegate against the consumers users would pick instead, on the same topic of Apache
+    /// Kafka in one run: the plain rdkafka loop, the engine, the pipeline, Java's
+    /// KafkaConsumer, franz-go and aiokafka.
+    Peers(peers::PeersArgs),
+    /// How the engine's cost against the plain rdkafka loop grows with partitions (1, 8, 64)
+    /// and record size (100 B, 1 KiB, 10 KiB), on Apache Kafka.
+    Scale(scale::ScaleArgs),
     /// Records/s of the producer, awaited and fire-and-forget, against the fastest plain
     /// rdkafka BaseProducer loop with the same settings, on a development broker by default.
     Produce(produce::ProduceArgs),
@@ -66,7 +80,10 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::BacklogWorker(args) => backlog::run_worker(args),
         BenchCommand::Pipeline(args) => pipeline::run(args),
         BenchCommand::PipelineWorker(args) => pipeline::run_worker(args),
+        BenchCommand::Instructions(args) => instructions::run(args),
+        BenchCommand::Peers(args) => peers::run(args),
         BenchCommand::Produce(args) => produce::run(args),
+        BenchCommand::Scale(args) => scale::run(args),
         BenchCommand::ProduceWorker(args) => produce::run_worker(args),
     }
 }
@@ -131,6 +148,15 @@ impl GroupTimeouts {
 
     pub fn max_poll_interval(&self) -> Duration {
         Duration::from_millis(self.max_poll_interval_ms)
+    }
+
+    /// Timeouts for a process run under valgrind, tens of times slower than usual: a minute
+    /// of session and five of poll interval.
+    pub fn patient() -> Self {
+        Self {
+            session_timeout_ms: 60_000,
+            max_poll_interval_ms: 300_000,
+        }
     }
 
     /// The same settings as librdkafka properties, for plain clients.
@@ -202,17 +228,49 @@ pub struct FilledTopic {
     pub records: u64,
 }
 
-/// The `--brokers` broker (or a child development broker) with `topic` prepared as
-/// [`prepare_topic`] does. A topic the development broker cannot hold whole (it silently
-/// drops data beyond 5 MiB per partition) is refused as a usage error.
+/// The broker a bench starts for itself when no `--brokers` is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultBroker {
+    /// A single-node Apache Kafka (`scripts/kafka start`).
+    Kafka,
+    /// A development broker (librdkafka's mock cluster) in a child process.
+    Development,
+}
+
+impl DefaultBroker {
+    /// `Development` when `--dev-broker` was given, else Kafka.
+    pub fn chosen(dev_broker: bool) -> Self {
+        if dev_broker {
+            Self::Development
+        } else {
+            Self::Kafka
+        }
+    }
+}
+
+/// The topic a throughput bench reads unless `--topic` names one: named after its shape, so a
+/// topic kept on a `--brokers` broker is reused only by a run of the same shape.
+pub fn shaped_topic_name(
+    prefix: &str,
+    partitions: i32,
+    records_per_partition: u64,
+    record_bytes: u64,
+) -> String {
+    format!("{prefix}-{partitions}x{records_per_partition}x{record_bytes}")
+}
+
+/// The `--brokers` broker (or else the default one, started for the run) with `topic`
+/// prepared as [`prepare_topic`] does. A topic the development broker cannot hold whole (it
+/// silently drops data beyond 5 MiB per partition) is refused as a usage error.
 pub fn filled_topic(
     brokers: Option<&str>,
+    default_broker: DefaultBroker,
     topic_name: &str,
     partitions: i32,
     records_per_partition: u64,
     record_bytes: usize,
 ) -> anyhow::Result<FilledTopic> {
-    if brokers.is_none() {
+    if brokers.is_none() && default_broker == DefaultBroker::Development {
         let stored = payload::stored_bytes(records_per_partition, record_bytes);
         if stored > payload::MOCK_PARTITION_BYTES {
             return Err(usage(format!(
@@ -225,7 +283,12 @@ pub fn filled_topic(
             )));
         }
     }
-    let broker = BenchBroker::given_or_child(brokers, &[(topic_name, partitions)])?;
+    let broker = match default_broker {
+        DefaultBroker::Kafka => BenchBroker::given_or_kafka(brokers)?,
+        DefaultBroker::Development => {
+            BenchBroker::given_or_child(brokers, &[(topic_name, partitions)])?
+        }
+    };
     let bootstrap = broker.bootstrap_servers().to_owned();
     let broker_label = broker.label().to_owned();
     let offsets = prepare_topic(

@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use sluicegate::producer::{ProduceRecord, Producer, ProducerOptions};
 
 use super::child_broker::BenchBroker;
+use super::peer_programs::{self, PeerProgram};
 use super::{
     ensure_topic, median, per_second, print_json, spawn_worker, Property, RSS_SCOPE, STALL_TIMEOUT,
 };
@@ -69,9 +70,17 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
-    /// Bootstrap servers of the broker to use; default: a `sluice dev-broker` child process.
+    /// Bootstrap servers of the broker to use; default: a single-node Apache Kafka started for
+    /// the run (`scripts/kafka start`).
     #[arg(long, value_name = "HOST:PORT")]
     brokers: Option<String>,
+    /// Without --brokers: run on a development broker (librdkafka's mock cluster) in a child
+    /// process instead of Apache Kafka.
+    #[arg(long, conflicts_with = "brokers")]
+    dev_broker: bool,
+    /// Do not run Apache Kafka's Java `KafkaProducer` (benchmarks/peers/java) beside us.
+    #[arg(long)]
+    without_java: bool,
     /// Topic to produce to (created when missing).
     #[arg(long, default_value = "sluice-bench-produce")]
     topic: String,
@@ -91,7 +100,7 @@ pub struct ProduceArgs {
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     tasks: u64,
     /// Rounds per side; the report gives the median.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     rounds: u32,
     /// Print one JSON object instead of the report.
     #[arg(long)]
@@ -130,6 +139,9 @@ pub enum Side {
     Awaited,
     /// [`Producer::produce_and_forget`].
     FireAndForget,
+    /// Apache Kafka's Java `KafkaProducer`: a peer program (`benchmarks/peers/java`), not a
+    /// worker of this binary.
+    Java,
 }
 
 impl BaselinePoll {
@@ -155,6 +167,7 @@ impl Side {
             Side::Baseline => "baseline",
             Side::Awaited => "awaited",
             Side::FireAndForget => "fire-and-forget",
+            Side::Java => "java",
         }
     }
 }
@@ -220,6 +233,13 @@ struct ProduceReport<'a> {
     fire_and_forget_rps: f64,
     /// Fire-and-forget records/s over the baseline's.
     ratio: f64,
+    /// The Java `KafkaProducer`'s median records/s; null when it did not run.
+    java_rps: Option<f64>,
+    /// Fire-and-forget records/s over the Java producer's.
+    fire_and_forget_over_java: Option<f64>,
+    /// How the Java producer ran, or why it did not.
+    java: String,
+    java_peak_rss_bytes: u64,
     /// Awaited records/s over the baseline's.
     awaited_ratio: f64,
     baseline_mb_per_s: f64,
@@ -255,7 +275,7 @@ struct ProduceReport<'a> {
 }
 
 pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
-    if args.brokers.is_none() {
+    if args.brokers.is_none() && args.dev_broker {
         let per_partition = args.records.div_ceil(args.partitions as u64);
         let stored = payload::stored_bytes(per_partition, args.record_bytes as usize + KEY_BYTES);
         if stored > payload::MOCK_PARTITION_BYTES {
@@ -266,8 +286,16 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let broker =
-        BenchBroker::given_or_child(args.brokers.as_deref(), &[(&args.topic, args.partitions)])?;
+    let broker = if args.dev_broker {
+        BenchBroker::given_or_child(None, &[(&args.topic, args.partitions)])?
+    } else {
+        BenchBroker::given_or_kafka(args.brokers.as_deref())?
+    };
+    let java = if args.without_java {
+        Err("skipped (--without-java)".to_owned())
+    } else {
+        peer_programs::java_producer().map_err(|error| format!("unavailable: {error:#}"))
+    };
     let (bootstrap, broker_label) = (
         broker.bootstrap_servers().to_owned(),
         broker.label().to_owned(),
@@ -283,15 +311,22 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
     );
 
     let mut rounds = Vec::new();
-    // Three sides a round.
-    let mut progress = Progress::new("rounds", u64::from(args.rounds) * 3).unit("runs");
+    let mut sides = vec![Side::Baseline, Side::Awaited, Side::FireAndForget];
+    if java.is_ok() {
+        sides.push(Side::Java);
+    }
+    let mut progress =
+        Progress::new("rounds", u64::from(args.rounds) * sides.len() as u64).unit("runs");
     for round in 0..args.rounds {
         // Rotate the order so machine noise falls on every side alike.
-        let mut order = [Side::Baseline, Side::Awaited, Side::FireAndForget];
-        order.rotate_left(round as usize % 3);
+        let mut order = sides.clone();
+        order.rotate_left(round as usize % sides.len());
         let mut line = format!("round {}/{}:", round + 1, args.rounds);
         for side in order {
-            let report: RoundReport = spawn_worker(&worker_args(&args, side, &bootstrap))?;
+            let report: RoundReport = match (&java, side) {
+                (Ok(program), Side::Java) => java_round(program, &args, &bootstrap)?,
+                _ => spawn_worker(&worker_args(&args, side, &bootstrap))?,
+            };
             if report.delivered != args.records || report.failed > 0 {
                 bail!(
                     "{} delivered {} of {} records ({} failed)",
@@ -343,11 +378,21 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
             0.0
         }
     };
+    let java_rps = java.is_ok().then(|| of(Side::Java, |report| report.rps));
     let report = ProduceReport {
         baseline_rps,
         awaited_rps,
         fire_and_forget_rps,
         ratio: over_baseline(fire_and_forget_rps),
+        java_rps,
+        fire_and_forget_over_java: java_rps
+            .filter(|java| *java > 0.0)
+            .map(|java| fire_and_forget_rps / java),
+        java: match &java {
+            Ok(_) => "ran (kafka-clients of the broker's version, its own JVM)".to_owned(),
+            Err(reason) => reason.clone(),
+        },
+        java_peak_rss_bytes: peak_of(Side::Java),
         awaited_ratio: over_baseline(awaited_rps),
         baseline_mb_per_s: of(Side::Baseline, |report| report.mb_per_s),
         awaited_mb_per_s: of(Side::Awaited, |report| report.mb_per_s),
@@ -420,6 +465,15 @@ fn print_report(
         report.fire_and_forget_mb_per_s,
         report.ratio
     )?;
+    match report.java_rps {
+        Some(java_rps) => out!(
+            "java            (KafkaProducer, acks=all, idempotence, linger 5 ms, batch 1 MB, flush): median {} records/s; \
+             fire-and-forget / java {:.3}",
+            per_second(java_rps),
+            report.fire_and_forget_over_java.unwrap_or(0.0)
+        )?,
+        None => out!("java            {}", report.java)?,
+    }
     out!(
         "median seconds to the last delivery / until flush or shutdown returned: baseline {:.3} / {:.3}, \
          awaited {:.3} / {:.3}, fire-and-forget {:.3} / {:.3}",
@@ -438,6 +492,36 @@ fn print_report(
         report.rss_scope
     )?;
     Ok(())
+}
+
+/// One round of the Java `KafkaProducer`, in its own JVM.
+fn java_round(
+    program: &PeerProgram,
+    args: &ProduceArgs,
+    bootstrap: &str,
+) -> anyhow::Result<RoundReport> {
+    let output = program
+        .command_with([
+            bootstrap.to_owned(),
+            args.topic.clone(),
+            args.records.to_string(),
+            args.record_bytes.to_string(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("could not start the Java producer")?;
+    if !output.status.success() {
+        bail!("the Java producer exited with {}", output.status);
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|line| line.trim_start().starts_with('{'))
+        .context("the Java producer printed no report")?;
+    serde_json::from_str(line)
+        .with_context(|| format!("the Java producer printed a bad report: {line}"))
 }
 
 fn worker_args(args: &ProduceArgs, side: Side, bootstrap: &str) -> Vec<String> {
@@ -499,6 +583,7 @@ pub fn run_worker(args: ProduceWorkerArgs) -> anyhow::Result<()> {
         Side::Awaited | Side::FireAndForget => {
             crate::runtime()?.block_on(sluice_round(&args, &value))?
         }
+        Side::Java => bail!("the Java producer is a peer program, not a worker of this binary"),
     };
     print_json(&report)
 }

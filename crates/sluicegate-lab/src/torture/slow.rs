@@ -85,6 +85,7 @@ pub fn run(args: SlowArgs) -> anyhow::Result<()> {
     let per_partition = args.partition_buffer * args.backlog_multiple;
     let filled = bench::filled_topic(
         args.campaign.brokers.as_deref(),
+        bench::DefaultBroker::Development,
         TOPIC,
         partitions,
         per_partition,

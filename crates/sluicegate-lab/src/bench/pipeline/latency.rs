@@ -9,9 +9,12 @@
 //! from a seeded generator (the same delays for every mode) and are timed by a
 //! [`PreciseTimer`], not by tokio's timer, whose 1 ms resolution rounds every sleep up (a
 //! 0–5 ms uniform sleep would average about 3 ms). The actual mean latency seen by the handler
-//! is measured and reported. Runs in this process, on an in-process embedded broker by
-//! default.
+//! is measured and reported. Runs in this process, on Apache Kafka by default (an in-process
+//! embedded broker with `--dev-broker`). After each mode, Confluent Parallel Consumer runs the
+//! same mode on the same topic in a JVM of its own, with the same delays, so both are measured
+//! in the same command on the same broker.
 
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -25,6 +28,7 @@ use tokio::sync::Notify;
 use super::keyed_topic::prepare_keyed_topic;
 use super::precise_timer::{PreciseTimer, TimerHandle};
 use super::{engine_options, wait_until_done, PipelineArgs};
+use crate::bench::peer_programs::{self, PeerProgram};
 use crate::bench::{fresh_group, per_second};
 use crate::dice::Dice;
 use crate::out;
@@ -33,12 +37,7 @@ use sluicegate_cli::tool::progress::{thousands, Progress};
 use sluicegate_cli::tool::{payload, rss};
 
 /// Share of the ideal that key order with every record's own key, and unordered, must reach.
-const LATENCY_GOAL: f64 = 0.90;
-/// Confluent Parallel Consumer's published elapsed seconds for the same scenario (its README,
-/// "illustrative" figures): partition, key order by key count, unordered.
-const PC_PARTITION_S: f64 = 22.2;
-const PC_KEY_S: &[(u64, f64)] = &[(1, 26.7), (10, 3.31), (100, 2.18), (10_000, 2.13)];
-const PC_UNORDERED_S: f64 = 2.83;
+const LATENCY_GOAL: f64 = 0.95;
 
 /// What one mode of the latency scenario measured.
 #[derive(Debug, Clone, Serialize)]
@@ -75,9 +74,28 @@ pub(super) struct ModeReport {
     peak_in_flight: u64,
     /// Seconds from starting the engine to the first handler call (group join, first fetch).
     startup_s: f64,
-    /// Confluent Parallel Consumer's published elapsed seconds for this mode, if any.
-    parallel_consumer_elapsed_s: Option<f64>,
+    /// Confluent Parallel Consumer's run of the same mode on the same topic, right after this
+    /// one; null when it did not run (see [`LatencyFacts::parallel_consumer`]).
+    parallel_consumer: Option<ParallelConsumerRun>,
     topic: String,
+}
+
+/// What Confluent Parallel Consumer measured in one mode (its process's own report).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub(super) struct ParallelConsumerRun {
+    /// Seconds from its first handler call to the end of its last.
+    elapsed_s: f64,
+    /// Seconds from creating its consumer to the first handler call.
+    startup_s: f64,
+    /// Mean handler latency it measured around each sleep.
+    mean_latency_ms: f64,
+    peak_rss_bytes: u64,
+    /// Records/s / ideal (set by the bench).
+    #[serde(default)]
+    ratio_to_ideal: f64,
+    /// Whether our pipeline was faster in this mode (set by the bench).
+    #[serde(default)]
+    pipeline_faster: bool,
 }
 
 /// The scenario as run, for the report.
@@ -95,6 +113,9 @@ pub(super) struct LatencyFacts {
     goal: f64,
     seed: u64,
     broker: String,
+    /// How Confluent Parallel Consumer ran: `ran` (0.5.3.3, kafka-clients 3.9.1, in its own
+    /// JVM), `skipped` (--without-parallel-consumer), or why it could not.
+    parallel_consumer: String,
 }
 
 /// Prints the scenario and a table of its modes.
@@ -150,15 +171,16 @@ pub(super) fn print_report(facts: &LatencyFacts, modes: &[ModeReport]) -> anyhow
             mode.mean_latency_ms,
             mode.mean_in_flight,
             mode.peak_in_flight,
-            mode.parallel_consumer_elapsed_s
-                .map_or_else(|| "-".to_owned(), |seconds| format!("{seconds} s")),
+            mode.parallel_consumer
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |run| format!("{:.3} s", run.elapsed_s)),
         )?;
     }
     out!(
         "ratio = records/s / ideal; bound = the shortest elapsed the order and the concurrency allow with \
          the drawn delays, /bound = bound / elapsed; latency = mean handler latency measured (the timer's \
          overshoot and the task's wake-up included); in flight = handler time / elapsed; PC = Confluent \
-         Parallel Consumer's published elapsed for the same scenario"
+         Parallel Consumer's elapsed in the same mode on the same topic, run right after ours"
     )?;
     Ok(())
 }
@@ -225,15 +247,44 @@ impl Mode {
         busiest.max(total / u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX))
     }
 
-    fn parallel_consumer_s(self) -> Option<f64> {
-        match self.order {
-            Order::Partition => Some(PC_PARTITION_S),
-            Order::Unordered => Some(PC_UNORDERED_S),
-            Order::Key => PC_KEY_S
-                .iter()
-                .find(|(keys, _)| *keys == self.keys)
-                .map(|(_, seconds)| *seconds),
+    /// Runs Confluent Parallel Consumer once in this mode on `topic` (whose first offset is
+    /// `low`) in its own JVM, with the same delays (drawn from the same seed) and concurrency.
+    fn run_parallel_consumer(
+        self,
+        program: &PeerProgram,
+        bootstrap: &str,
+        topic: &str,
+        low: i64,
+        args: &PipelineArgs,
+    ) -> anyhow::Result<ParallelConsumerRun> {
+        let group = fresh_group(&format!("parallel-consumer-{}-{}", self.name(), self.keys));
+        let output = program
+            .command_with([
+                bootstrap.to_owned(),
+                topic.to_owned(),
+                group,
+                args.records.to_string(),
+                low.to_string(),
+                self.name().to_owned(),
+                args.concurrency.to_string(),
+                args.max_latency_us.to_string(),
+                args.seed.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .context("could not start Parallel Consumer's JVM")?;
+        if !output.status.success() {
+            bail!("Parallel Consumer's run exited with {}", output.status);
         }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let line = stdout
+            .lines()
+            .rev()
+            .find(|line| line.trim_start().starts_with('{'))
+            .context("Parallel Consumer's run printed no report")?;
+        serde_json::from_str(line)
+            .with_context(|| format!("Parallel Consumer's run printed a bad report: {line}"))
     }
 }
 
@@ -256,7 +307,10 @@ pub(super) fn run(args: &PipelineArgs) -> anyhow::Result<(Vec<ModeReport>, Laten
         }
     };
     let (bootstrap, broker_label) = match (&args.brokers, &embedded) {
-        (Some(brokers), _) => (brokers.clone(), brokers.clone()),
+        (Some(brokers), _) => (
+            brokers.clone(),
+            args.broker_label.clone().unwrap_or_else(|| brokers.clone()),
+        ),
         (None, Some(broker)) => {
             let address = broker.bootstrap_servers();
             (
@@ -305,6 +359,11 @@ pub(super) fn run(args: &PipelineArgs) -> anyhow::Result<(Vec<ModeReport>, Laten
         keys: widest,
     });
 
+    let parallel_consumer = if args.without_parallel_consumer {
+        Err("skipped (--without-parallel-consumer)".to_owned())
+    } else {
+        peer_programs::parallel_consumer().map_err(|error| format!("unavailable: {error:#}"))
+    };
     let delays: Arc<[Duration]> = draw_delays(args.records, args.max_latency_us, args.seed).into();
     let drawn_mean_ms =
         delays.iter().map(Duration::as_secs_f64).sum::<f64>() * 1e3 / delays.len().max(1) as f64;
@@ -338,6 +397,26 @@ pub(super) fn run(args: &PipelineArgs) -> anyhow::Result<(Vec<ModeReport>, Laten
             0.0
         };
         let ratio_to_ideal = rps / ideal_rps;
+        let parallel_consumer = match &parallel_consumer {
+            Ok(program) => {
+                let mut run = mode
+                    .run_parallel_consumer(program, &bootstrap, &topic_name, low, args)
+                    .with_context(|| format!("Parallel Consumer failed in {}", mode.label()))?;
+                if run.elapsed_s > 0.0 {
+                    run.ratio_to_ideal = args.records as f64 / run.elapsed_s / ideal_rps;
+                }
+                run.pipeline_faster = measured.elapsed_s < run.elapsed_s;
+                progress.note(&format!(
+                    "{}: Parallel Consumer {:.3} s, {:.3} of ideal, mean latency {:.3} ms",
+                    mode.label(),
+                    run.elapsed_s,
+                    run.ratio_to_ideal,
+                    run.mean_latency_ms
+                ));
+                Some(run)
+            }
+            Err(_) => None,
+        };
         let bound_s = mode.bound(&delays, args.concurrency).as_secs_f64();
         let goal_mode = mode.order == Order::Unordered
             || (mode.order == Order::Key && mode.keys >= args.records);
@@ -364,7 +443,7 @@ pub(super) fn run(args: &PipelineArgs) -> anyhow::Result<(Vec<ModeReport>, Laten
             mean_in_flight: measured.mean_in_flight,
             peak_in_flight: measured.peak_in_flight,
             startup_s: measured.startup_s,
-            parallel_consumer_elapsed_s: mode.parallel_consumer_s(),
+            parallel_consumer,
             topic: topic_name,
         };
         progress.note(&format!(
@@ -399,6 +478,12 @@ pub(super) fn run(args: &PipelineArgs) -> anyhow::Result<(Vec<ModeReport>, Laten
             goal: LATENCY_GOAL,
             seed: args.seed,
             broker: broker_label,
+            parallel_consumer: match parallel_consumer {
+                Ok(_) => {
+                    "ran (0.5.3.3, kafka-clients 3.9.1, its own JVM, after each mode)".to_owned()
+                }
+                Err(reason) => reason,
+            },
         },
     ))
 }

@@ -23,6 +23,7 @@ use serde::Serialize;
 use sluicegate::{ConsumerOptions, StartPosition};
 use tokio::sync::Notify;
 
+use super::child_broker::BenchBroker;
 use super::{print_json, GroupTimeouts, RSS_SCOPE, STALL_TIMEOUT};
 use sluicegate_cli::tool::exit::usage;
 
@@ -38,11 +39,21 @@ pub enum Part {
 
 #[derive(Debug, Args)]
 pub struct PipelineArgs {
-    /// Bootstrap servers of the broker to use for both parts; default: an embedded broker in
-    /// this process for the latency scenario and a `sluice dev-broker` child process for the
-    /// no-op comparison.
+    /// Bootstrap servers of the broker to use for both parts; default: a single-node Apache
+    /// Kafka started for the run (`scripts/kafka start`) for both.
     #[arg(long, value_name = "HOST:PORT")]
     brokers: Option<String>,
+    /// Without --brokers: run on librdkafka's mock cluster instead of Apache Kafka (an
+    /// embedded broker in this process for the latency scenario, a development broker child
+    /// process for the no-op comparison). They keep at most 5 MiB per partition.
+    #[arg(long, conflicts_with = "brokers")]
+    dev_broker: bool,
+    /// Latency scenario: do not run Confluent Parallel Consumer after each mode.
+    #[arg(long)]
+    without_parallel_consumer: bool,
+    /// How the report names the broker started for the run.
+    #[arg(skip)]
+    broker_label: Option<String>,
     /// Run only one part.
     #[arg(long, value_enum)]
     only: Option<Part>,
@@ -65,20 +76,22 @@ pub struct PipelineArgs {
     /// exactly the records asked for).
     #[arg(long, default_value = "sluice-bench-pipeline")]
     topic_prefix: String,
-    /// No-op comparison: topic to fill and read (reused if it already holds enough records).
-    #[arg(long, default_value = "sluice-bench-consume")]
-    topic: String,
+    /// No-op comparison: topic to fill and read (reused if it already holds enough records);
+    /// default: `bench consume`'s, `sluice-bench-consume-PxNxB`.
+    #[arg(long)]
+    topic: Option<String>,
     /// No-op comparison: partitions of the topic.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(i32).range(1..=1024))]
     partitions: i32,
-    /// No-op comparison: records per partition.
-    #[arg(long, default_value_t = 40_000, value_parser = clap::value_parser!(u64).range(1..))]
-    records_per_partition: u64,
+    /// No-op comparison: records per partition; default: 2,000,000 on Kafka, 40,000 on the
+    /// development broker.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    records_per_partition: Option<u64>,
     /// Bytes per record value (both parts).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(8..=1_000_000))]
     record_bytes: u64,
-    /// No-op comparison: rounds per side; the report gives the median.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    /// No-op comparison: rounds per side; the report gives the median and the spread.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     rounds: u32,
     /// Print one JSON object instead of the report.
     #[arg(long)]
@@ -101,10 +114,19 @@ struct Report {
     rss_scope: &'static str,
 }
 
-pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
+pub fn run(mut args: PipelineArgs) -> anyhow::Result<()> {
     if args.keys.is_empty() || args.keys.contains(&0) {
         return Err(usage("--keys needs key counts of at least 1"));
     }
+    // One Kafka for both parts, stopped when the run ends.
+    let _kafka = if args.brokers.is_none() && !args.dev_broker {
+        let kafka = BenchBroker::given_or_kafka(None)?;
+        args.brokers = Some(kafka.bootstrap_servers().to_owned());
+        args.broker_label = Some(kafka.label().to_owned());
+        Some(kafka)
+    } else {
+        None
+    };
     let latency = match args.only {
         Some(Part::Noop) => None,
         _ => Some(latency::run(&args)?),

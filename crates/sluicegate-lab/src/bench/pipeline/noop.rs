@@ -16,10 +16,10 @@ use sluicegate::ConsumerEngine;
 use tokio::sync::Notify;
 
 use super::{engine_options, wait_until_done, PipelineArgs};
-use crate::bench::consume::Side;
+use crate::bench::consume::{default_records_per_partition, Side};
 use crate::bench::{
-    filled_topic, fresh_group, median, per_second, print_json, spawn_worker, FilledTopic,
-    GroupTimeouts, WorkerTarget, RSS_SCOPE,
+    filled_topic, fresh_group, median, per_second, print_json, shaped_topic_name, spawn_worker,
+    DefaultBroker, FilledTopic, GroupTimeouts, WorkerTarget, RSS_SCOPE,
 };
 use crate::out;
 use sluicegate_cli::tool::progress::{thousands, Progress};
@@ -141,6 +141,19 @@ impl NoopSide {
 /// Runs the rounds of every side and takes the medians.
 pub(super) fn run(args: &PipelineArgs) -> anyhow::Result<NoopReport> {
     let record_bytes = args.record_bytes as usize;
+    // Without --dev-broker, `pipeline::run` started Kafka and passed it as --brokers.
+    let default_broker = DefaultBroker::chosen(args.dev_broker);
+    let records_per_partition = args
+        .records_per_partition
+        .unwrap_or_else(|| default_records_per_partition(default_broker));
+    let topic_name = args.topic.clone().unwrap_or_else(|| {
+        shaped_topic_name(
+            "sluice-bench-consume",
+            args.partitions,
+            records_per_partition,
+            args.record_bytes,
+        )
+    });
     let FilledTopic {
         broker,
         bootstrap,
@@ -149,9 +162,10 @@ pub(super) fn run(args: &PipelineArgs) -> anyhow::Result<NoopReport> {
         records: expected,
     } = filled_topic(
         args.brokers.as_deref(),
-        &args.topic,
+        default_broker,
+        &topic_name,
         args.partitions,
-        args.records_per_partition,
+        records_per_partition,
         record_bytes,
     )?;
     eprintln!(
@@ -168,7 +182,7 @@ pub(super) fn run(args: &PipelineArgs) -> anyhow::Result<NoopReport> {
         order.rotate_left(round as usize % 3);
         let mut line = format!("round {}/{}:", round + 1, args.rounds);
         for side in order {
-            let measured = noop_round(args, side, &bootstrap, expected)?;
+            let measured = noop_round(args, side, &bootstrap, &topic_name, expected)?;
             if measured.records < expected {
                 bail!(
                     "{} read {} of {} records",
@@ -225,7 +239,7 @@ pub(super) fn run(args: &PipelineArgs) -> anyhow::Result<NoopReport> {
         records: expected,
         partitions: args.partitions,
         record_bytes: args.record_bytes,
-        broker: broker_label,
+        broker: args.broker_label.clone().unwrap_or(broker_label),
         rounds,
     })
 }
@@ -236,6 +250,7 @@ fn noop_round(
     args: &PipelineArgs,
     side: NoopSide,
     bootstrap: &str,
+    topic_name: &str,
     expected: u64,
 ) -> anyhow::Result<NoopRound> {
     let (worker, consume_side) = match side {
@@ -251,7 +266,7 @@ fn noop_round(
         "--brokers".to_owned(),
         bootstrap.to_owned(),
         "--topic".to_owned(),
-        args.topic.clone(),
+        topic_name.to_owned(),
         "--group".to_owned(),
         fresh_group(&format!("pipeline-noop-{}", side.label())),
         "--expected".to_owned(),
