@@ -178,13 +178,31 @@ struct ConsumeReport<'a> {
     baseline_config: Vec<String>,
 }
 
-/// Records per partition unless `--records-per-partition` says otherwise: rounds of several
-/// seconds on Kafka; what the development broker holds.
-pub fn default_records_per_partition(default_broker: DefaultBroker) -> u64 {
-    match default_broker {
+/// The topic the throughput benches read (`bench consume`, `bench pipeline`'s no-op
+/// comparison, `bench peers`) and its records per partition: `--topic` or a name after the
+/// shape (so one fill serves them all on a `--brokers` Kafka), and `--records-per-partition` or
+/// else rounds of several seconds on Kafka (2,000,000), what the development broker holds
+/// (40,000) on it.
+pub fn consume_topic(
+    topic: Option<&str>,
+    default_broker: DefaultBroker,
+    partitions: i32,
+    records_per_partition: Option<u64>,
+    record_bytes: u64,
+) -> (String, u64) {
+    let records_per_partition = records_per_partition.unwrap_or(match default_broker {
         DefaultBroker::Kafka => 2_000_000,
         DefaultBroker::Development => 40_000,
-    }
+    });
+    let name = topic.map(str::to_owned).unwrap_or_else(|| {
+        shaped_topic_name(
+            "sluice-bench-consume",
+            partitions,
+            records_per_partition,
+            record_bytes,
+        )
+    });
+    (name, records_per_partition)
 }
 
 /// The lowest and highest of some figures.
@@ -212,17 +230,13 @@ impl std::fmt::Display for Spread {
 pub fn run(mut args: ConsumeArgs) -> anyhow::Result<()> {
     let record_bytes = args.record_bytes as usize;
     let default_broker = DefaultBroker::chosen(args.dev_broker);
-    let records_per_partition = args
-        .records_per_partition
-        .unwrap_or_else(|| default_records_per_partition(default_broker));
-    let topic_name = args.topic.clone().unwrap_or_else(|| {
-        shaped_topic_name(
-            "sluice-bench-consume",
-            args.partitions,
-            records_per_partition,
-            args.record_bytes,
-        )
-    });
+    let (topic_name, records_per_partition) = consume_topic(
+        args.topic.as_deref(),
+        default_broker,
+        args.partitions,
+        args.records_per_partition,
+        args.record_bytes,
+    );
     args.topic = Some(topic_name.clone());
     let FilledTopic {
         broker,

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context as _};
+use serde::de::DeserializeOwned;
 
 /// A peer program ready to run: the command before its own arguments (for the consume loops:
 /// brokers, topic, group, expected records).
@@ -31,20 +32,30 @@ pub struct PeerProgram {
 }
 
 impl PeerProgram {
-    /// The command that reads `expected` records of `topic` with `group`.
-    pub fn command(&self, brokers: &str, topic: &str, group: &str, expected: u64) -> Command {
-        self.command_with([brokers, topic, group, &expected.to_string()])
-    }
-
-    /// The command with these arguments.
-    pub fn command_with<I, A>(&self, args: I) -> Command
-    where
-        I: IntoIterator<Item = A>,
-        A: AsRef<std::ffi::OsStr>,
-    {
-        let mut command = Command::new(&self.program);
-        command.args(&self.leading_args).args(args);
-        command
+    /// Runs the program once with `args` (its stderr on ours) and reads the JSON object it
+    /// prints last on stdout.
+    pub fn report<T: DeserializeOwned>(
+        &self,
+        args: impl IntoIterator<Item = String>,
+    ) -> anyhow::Result<T> {
+        let output = Command::new(&self.program)
+            .args(&self.leading_args)
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("could not start {}", self.program.display()))?;
+        if !output.status.success() {
+            bail!("{} exited with {}", self.program.display(), output.status);
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let line = stdout
+            .lines()
+            .rev()
+            .find(|line| line.trim_start().starts_with('{'))
+            .with_context(|| format!("{} printed no report", self.program.display()))?;
+        serde_json::from_str(line)
+            .with_context(|| format!("{} printed a bad report: {line}", self.program.display()))
     }
 }
 
@@ -95,16 +106,13 @@ fn java_program(main_class: &str) -> anyhow::Result<PeerProgram> {
     std::fs::create_dir_all(&classes)
         .with_context(|| format!("could not create {}", classes.display()))?;
     let source_dir = sources().join("java");
-    eprintln!("peers: compiling {}", source_dir.display());
-    run(
-        "javac",
-        Command::new("javac")
-            .arg("-d")
-            .arg(&classes)
-            .arg("-cp")
-            .arg(&classpath)
-            .arg(source_dir.join("ConsumeLoop.java"))
-            .arg(source_dir.join("ProduceLoop.java")),
+    javac(
+        &classes,
+        &classpath,
+        &[
+            source_dir.join("ConsumeLoop.java"),
+            source_dir.join("ProduceLoop.java"),
+        ],
     )?;
     Ok(PeerProgram {
         program: "java".into(),
@@ -137,14 +145,10 @@ pub fn parallel_consumer() -> anyhow::Result<PeerProgram> {
     let classpath = std::fs::read_to_string(&classpath_file)
         .with_context(|| format!("could not read {}", classpath_file.display()))?;
     let classpath = classpath.trim();
-    run(
-        "javac",
-        Command::new("javac")
-            .arg("-d")
-            .arg(&classes)
-            .arg("-cp")
-            .arg(classpath)
-            .arg(source_dir.join("ParallelConsumerScenario.java")),
+    javac(
+        &classes,
+        classpath,
+        &[source_dir.join("ParallelConsumerScenario.java")],
     )?;
     Ok(PeerProgram {
         program: "java".into(),
@@ -154,6 +158,24 @@ pub fn parallel_consumer() -> anyhow::Result<PeerProgram> {
             "ParallelConsumerScenario".to_owned(),
         ],
     })
+}
+
+/// Compiles `sources` against `classpath` into `classes`.
+fn javac(classes: &Path, classpath: &str, sources: &[PathBuf]) -> anyhow::Result<()> {
+    eprintln!(
+        "peers: compiling {} Java source(s) into {}",
+        sources.len(),
+        classes.display()
+    );
+    run(
+        "javac",
+        Command::new("javac")
+            .arg("-d")
+            .arg(classes)
+            .arg("-cp")
+            .arg(classpath)
+            .args(sources),
+    )
 }
 
 /// Kafka's classpath, kafka-clients among it (`scripts/kafka classpath`, which resolves

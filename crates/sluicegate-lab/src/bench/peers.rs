@@ -12,16 +12,15 @@
 //! the peers in other languages of [`super::peer_programs`]: Java's `KafkaConsumer`, franz-go
 //! and aiokafka.
 
-use std::process::Stdio;
-
 use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use super::child_broker::BenchBroker;
+use super::consume::consume_topic;
 use super::peer_programs::{self, PeerProgram};
 use super::{
-    fresh_group, median, per_second, prepare_topic, print_json, shaped_topic_name, spawn_worker,
+    fresh_group, median, per_second, prepare_topic, print_json, spawn_worker, DefaultBroker,
     GroupTimeouts,
 };
 use crate::out;
@@ -186,15 +185,13 @@ pub fn run(args: PeersArgs) -> anyhow::Result<()> {
     };
     sides.sort();
     sides.dedup();
-    // `bench consume`'s topic of the same shape: one fill serves both on a `--brokers` Kafka.
-    let topic_name = args.topic.clone().unwrap_or_else(|| {
-        shaped_topic_name(
-            "sluice-bench-consume",
-            args.partitions,
-            args.records_per_partition,
-            args.record_bytes,
-        )
-    });
+    let (topic_name, _) = consume_topic(
+        args.topic.as_deref(),
+        DefaultBroker::Kafka,
+        args.partitions,
+        Some(args.records_per_partition),
+        args.record_bytes,
+    );
     let broker = BenchBroker::given_or_kafka(args.brokers.as_deref())?;
     let bootstrap = broker.bootstrap_servers().to_owned();
     let offsets = prepare_topic(
@@ -338,25 +335,12 @@ fn run_side(
             worker.extend(args.timeouts.to_args());
             spawn_worker(&worker)
         }
-        Runner::Program(program) => {
-            let output = program
-                .command(bootstrap, topic_name, group, expected)
-                .stdin(Stdio::null())
-                .stderr(Stdio::inherit())
-                .output()
-                .context("could not start the peer")?;
-            if !output.status.success() {
-                bail!("the peer exited with {}", output.status);
-            }
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            let line = stdout
-                .lines()
-                .rev()
-                .find(|line| line.trim_start().starts_with('{'))
-                .context("the peer printed no report")?;
-            serde_json::from_str(line)
-                .with_context(|| format!("the peer printed a bad report: {line}"))
-        }
+        Runner::Program(program) => program.report([
+            bootstrap.to_owned(),
+            topic_name.to_owned(),
+            group.to_owned(),
+            expected.to_string(),
+        ]),
     }
 }
 

@@ -500,28 +500,12 @@ fn java_round(
     args: &ProduceArgs,
     bootstrap: &str,
 ) -> anyhow::Result<RoundReport> {
-    let output = program
-        .command_with([
-            bootstrap.to_owned(),
-            args.topic.clone(),
-            args.records.to_string(),
-            args.record_bytes.to_string(),
-        ])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("could not start the Java producer")?;
-    if !output.status.success() {
-        bail!("the Java producer exited with {}", output.status);
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|line| line.trim_start().starts_with('{'))
-        .context("the Java producer printed no report")?;
-    serde_json::from_str(line)
-        .with_context(|| format!("the Java producer printed a bad report: {line}"))
+    program.report([
+        bootstrap.to_owned(),
+        args.topic.clone(),
+        args.records.to_string(),
+        args.record_bytes.to_string(),
+    ])
 }
 
 fn worker_args(args: &ProduceArgs, side: Side, bootstrap: &str) -> Vec<String> {

@@ -14,7 +14,6 @@
 //! same mode on the same topic in a JVM of its own, with the same delays, so both are measured
 //! in the same command on the same broker.
 
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -258,33 +257,17 @@ impl Mode {
         args: &PipelineArgs,
     ) -> anyhow::Result<ParallelConsumerRun> {
         let group = fresh_group(&format!("parallel-consumer-{}-{}", self.name(), self.keys));
-        let output = program
-            .command_with([
-                bootstrap.to_owned(),
-                topic.to_owned(),
-                group,
-                args.records.to_string(),
-                low.to_string(),
-                self.name().to_owned(),
-                args.concurrency.to_string(),
-                args.max_latency_us.to_string(),
-                args.seed.to_string(),
-            ])
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .context("could not start Parallel Consumer's JVM")?;
-        if !output.status.success() {
-            bail!("Parallel Consumer's run exited with {}", output.status);
-        }
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let line = stdout
-            .lines()
-            .rev()
-            .find(|line| line.trim_start().starts_with('{'))
-            .context("Parallel Consumer's run printed no report")?;
-        serde_json::from_str(line)
-            .with_context(|| format!("Parallel Consumer's run printed a bad report: {line}"))
+        program.report([
+            bootstrap.to_owned(),
+            topic.to_owned(),
+            group,
+            args.records.to_string(),
+            low.to_string(),
+            self.name().to_owned(),
+            args.concurrency.to_string(),
+            args.max_latency_us.to_string(),
+            args.seed.to_string(),
+        ])
     }
 }
 

@@ -16,10 +16,10 @@ use sluicegate::ConsumerEngine;
 use tokio::sync::Notify;
 
 use super::{engine_options, wait_until_done, PipelineArgs};
-use crate::bench::consume::{default_records_per_partition, Side};
+use crate::bench::consume::{consume_topic, Side};
 use crate::bench::{
-    filled_topic, fresh_group, median, per_second, print_json, shaped_topic_name, spawn_worker,
-    DefaultBroker, FilledTopic, GroupTimeouts, WorkerTarget, RSS_SCOPE,
+    filled_topic, fresh_group, median, per_second, print_json, spawn_worker, DefaultBroker,
+    FilledTopic, GroupTimeouts, WorkerTarget, RSS_SCOPE,
 };
 use crate::out;
 use sluicegate_cli::tool::progress::{thousands, Progress};
@@ -143,17 +143,13 @@ pub(super) fn run(args: &PipelineArgs) -> anyhow::Result<NoopReport> {
     let record_bytes = args.record_bytes as usize;
     // Without --dev-broker, `pipeline::run` started Kafka and passed it as --brokers.
     let default_broker = DefaultBroker::chosen(args.dev_broker);
-    let records_per_partition = args
-        .records_per_partition
-        .unwrap_or_else(|| default_records_per_partition(default_broker));
-    let topic_name = args.topic.clone().unwrap_or_else(|| {
-        shaped_topic_name(
-            "sluice-bench-consume",
-            args.partitions,
-            records_per_partition,
-            args.record_bytes,
-        )
-    });
+    let (topic_name, records_per_partition) = consume_topic(
+        args.topic.as_deref(),
+        default_broker,
+        args.partitions,
+        args.records_per_partition,
+        args.record_bytes,
+    );
     let FilledTopic {
         broker,
         bootstrap,
