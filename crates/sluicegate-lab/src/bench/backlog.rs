@@ -68,6 +68,69 @@ pub struct BacklogArgs {
     json: bool,
     #[command(flatten)]
     timeouts: GroupTimeouts,
+    #[command(flatten)]
+    engine: EngineBounds,
+}
+
+/// The engine's per-partition bounds, for experiments (default: the engine's defaults).
+#[derive(Debug, Clone, Args)]
+pub struct EngineBounds {
+    /// Engine demand window per partition in records (`partition_buffer`).
+    #[arg(long, hide = true)]
+    partition_buffer: Option<usize>,
+    /// Engine prefetch per partition in bytes (`prefetch_bytes`).
+    #[arg(long, hide = true)]
+    prefetch_bytes: Option<usize>,
+}
+
+impl EngineBounds {
+    /// The flags that pass these bounds on to a worker.
+    fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(records) = self.partition_buffer {
+            args.extend(["--partition-buffer".to_owned(), records.to_string()]);
+        }
+        if let Some(bytes) = self.prefetch_bytes {
+            args.extend(["--prefetch-bytes".to_owned(), bytes.to_string()]);
+        }
+        args
+    }
+
+    /// How the report names the engine's options.
+    fn describe(&self) -> String {
+        let mut set = Vec::new();
+        if let Some(records) = self.partition_buffer {
+            set.push(format!("partition_buffer {records}"));
+        }
+        if let Some(bytes) = self.prefetch_bytes {
+            set.push(format!("prefetch_bytes {bytes}"));
+        }
+        if set.is_empty() {
+            "default options".to_owned()
+        } else {
+            set.join(", ")
+        }
+    }
+
+    fn apply(&self, mut options: ConsumerOptions) -> ConsumerOptions {
+        if let Some(records) = self.partition_buffer {
+            options = options.partition_buffer(records);
+        }
+        if let Some(bytes) = self.prefetch_bytes {
+            options = options.prefetch_bytes(bytes);
+        }
+        options
+    }
+}
+
+/// Issue 16's goal for the engine's peak RSS: 64 MiB up to 8 partitions, 128 MiB up to 64;
+/// none set beyond.
+fn rss_goal_bytes(partitions: usize) -> Option<u64> {
+    match partitions {
+        0..=8 => Some(64 << 20),
+        9..=64 => Some(128 << 20),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -101,6 +164,8 @@ pub struct BacklogWorkerArgs {
     /// Extra librdkafka property (KEY=VALUE), for diagnosis (e.g. `debug=fetch`).
     #[arg(long = "set", hide = true)]
     properties: Vec<Property>,
+    #[command(flatten)]
+    engine: EngineBounds,
 }
 
 /// What one side measured, printed by the worker as JSON.
@@ -144,6 +209,11 @@ struct BacklogReport {
     record_bytes: u64,
     seconds: u64,
     handler_ms: u64,
+    /// "default options", or the engine bounds given for an experiment.
+    engine_options: String,
+    /// The goal for `peak_rss_bytes` at this many partitions, if one is set.
+    rss_goal_bytes: Option<u64>,
+    meets_rss_goal: Option<bool>,
     rss_scope: &'static str,
     broker: String,
 }
@@ -197,6 +267,9 @@ pub fn run(args: BacklogArgs) -> anyhow::Result<()> {
             args.handler_ms.to_string(),
         ];
         worker.extend(args.timeouts.to_args());
+        if mode == Mode::Engine {
+            worker.extend(args.engine.to_args());
+        }
         spawn_worker(&worker)
     };
     let engine = side(Mode::Engine)?;
@@ -217,6 +290,9 @@ pub fn run(args: BacklogArgs) -> anyhow::Result<()> {
         record_bytes: args.record_bytes,
         seconds: args.seconds,
         handler_ms: args.handler_ms,
+        engine_options: args.engine.describe(),
+        rss_goal_bytes: rss_goal_bytes(offsets.len()),
+        meets_rss_goal: rss_goal_bytes(offsets.len()).map(|goal| engine.peak_rss_bytes <= goal),
         rss_scope: RSS_SCOPE,
         broker: broker.label().to_owned(),
     };
@@ -233,8 +309,9 @@ pub fn run(args: BacklogArgs) -> anyhow::Result<()> {
         report.seconds
     )?;
     out!(
-        "sluice engine (default options): peak RSS {}, peak buffered {} records (bound {}; most held at one sample {}), \
+        "sluice engine ({}): peak RSS {}, peak buffered {} records (bound {}; most held at one sample {}), \
          fetched {}, processed {}",
+        report.engine_options,
         rss::mib(report.peak_rss_bytes),
         thousands(report.peak_buffered),
         thousands(report.buffer_bound),
@@ -250,9 +327,14 @@ pub fn run(args: BacklogArgs) -> anyhow::Result<()> {
         thousands(report.plain_processed)
     )?;
     let verdict = |met: bool| if met { "met" } else { "NOT met" };
+    let rss_goal = match (report.rss_goal_bytes, report.meets_rss_goal) {
+        (Some(goal), Some(met)) => {
+            format!("engine peak RSS <= {}: {}", rss::mib(goal), verdict(met))
+        }
+        _ => format!("no RSS goal at {} partitions", report.partitions),
+    };
     out!(
-        "goals: engine peak RSS <= 64 MiB: {}; peak buffered <= bound: {} ({})",
-        verdict(report.peak_rss_bytes <= 64 * 1024 * 1024),
+        "goals: {rss_goal}; peak buffered <= bound: {} ({})",
         verdict(report.peak_buffered <= report.buffer_bound),
         report.rss_scope
     )?;
@@ -277,6 +359,7 @@ async fn engine_side(args: &BacklogWorkerArgs) -> anyhow::Result<SideReport> {
     .start_position(StartPosition::Earliest)
     .session_timeout(args.timeouts.session_timeout())
     .max_poll_interval(args.timeouts.max_poll_interval());
+    options = args.engine.apply(options);
     for property in &args.properties {
         options = options.librdkafka(&property.key, &property.value);
     }

@@ -32,7 +32,7 @@ pub struct ScaleArgs {
     record_bytes: Vec<u64>,
     /// Bytes of values in each point's topic: records = this / record bytes, spread evenly
     /// over the partitions.
-    #[arg(long, default_value_t = 512 << 20)]
+    #[arg(long, default_value_t = 2 << 30)]
     bytes_per_point: u64,
     /// Rounds per side and point.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
