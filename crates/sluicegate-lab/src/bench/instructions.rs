@@ -298,7 +298,7 @@ struct Functions {
 /// Reads a callgrind output file through `callgrind_annotate`.
 fn functions(out: &Path) -> anyhow::Result<Functions> {
     let output = Command::new("callgrind_annotate")
-        .args(["--threshold=100", "--inclusive=no"])
+        .args(["--threshold=100", "--inclusive=no", "--auto=no"])
         .arg(out)
         .stdin(Stdio::null())
         .output()
@@ -316,13 +316,18 @@ fn functions(out: &Path) -> anyhow::Result<Functions> {
 
 /// Parses `callgrind_annotate --inclusive=no` output: the `PROGRAM TOTALS` line, then one line
 /// per function, `1,234 (12.3%)  file:function [object]` (older versions put the percentage
-/// after the count, or none).
+/// after the count, or none). The function table ends at its first blank line: what follows
+/// (annotated source, where a version annotates it anyway) lists calls with inclusive counts,
+/// which are no function's own instructions.
 fn parse_annotate(text: &str) -> anyhow::Result<Functions> {
     let count_of = |field: &str| -> Option<u64> { field.replace(',', "").parse().ok() };
     let mut total = None;
     let mut own = BTreeMap::new();
     for line in text.lines() {
         let line = line.trim();
+        if line.is_empty() && !own.is_empty() {
+            break;
+        }
         let Some((count, rest)) = line.split_once(char::is_whitespace) else {
             continue;
         };
@@ -437,11 +442,21 @@ Ir                 file:function
  3,000,000 (24.30%)  ./malloc/malloc.c:_int_free [/usr/lib/x86_64-linux-gnu/libc.so.6]
  2,000,000 (16.20%)  src/rdkafka_msg.c:rd_kafka_message_headers [/x/sluice-lab]
  1,000 ( 0.01%)  ???:0x0000000000123456 [/usr/lib/libc.so.6]
+
+--------------------------------------------------------------------------------
+-- Auto-annotated source: src/rdkafka_msg.c
+--------------------------------------------------------------------------------
+ 9,000,000 ( 72.90%)  => src/rdkafka_queue.c:rd_kafka_q_serve_rkmessages (16,054x)
 ";
         let functions = parse_annotate(text).unwrap();
         assert_eq!(functions.total, 12_345_678);
         assert_eq!(functions.own["_int_free"], 3_000_000);
         assert_eq!(functions.own["rd_kafka_message_headers"], 2_000_000);
+        assert_eq!(
+            functions.own.len(),
+            3,
+            "annotated source is not a function's own count"
+        );
         let small = BTreeMap::from([("_int_free".to_owned(), 1_000_000)]);
         let grown = growth_by_function(&small, &functions.own, 1_000, 1);
         assert_eq!(grown.len(), 1);
