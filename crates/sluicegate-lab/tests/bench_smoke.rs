@@ -1,6 +1,7 @@
 //! The benches that run peers in other languages, or under valgrind, and the backlog bench's
 //! engine bounds, run end to end on tiny topics of the Apache Kafka they start: every side
-//! builds, runs, reads every record and reports. What they measure is recorded in BENCHMARKS.md, never asserted here.
+//! builds, runs, reads every record and reports. What they measure is recorded in
+//! BENCHMARKS.md, never asserted here.
 
 mod common;
 

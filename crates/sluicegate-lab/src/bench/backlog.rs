@@ -28,8 +28,8 @@ use sluicegate::{ConsumerEngine, ConsumerOptions, EngineStats, PartitionStream, 
 
 use super::child_broker::BenchBroker;
 use super::{
-    fresh_group, prepare_topic, print_json, shaped_topic_name, spawn_worker, GroupTimeouts,
-    Property, WorkerTarget, RSS_SCOPE,
+    fresh_group, prepare_topic, print_json, shaped_topic_name, spawn_worker, EngineBounds,
+    GroupTimeouts, Property, WorkerTarget, RSS_SCOPE,
 };
 use crate::out;
 use sluicegate_cli::tool::progress::{thousands, Timed};
@@ -70,57 +70,6 @@ pub struct BacklogArgs {
     timeouts: GroupTimeouts,
     #[command(flatten)]
     engine: EngineBounds,
-}
-
-/// The engine's per-partition bounds, for experiments (default: the engine's defaults).
-#[derive(Debug, Clone, Args)]
-pub struct EngineBounds {
-    /// Engine demand window per partition in records (`partition_buffer`).
-    #[arg(long, hide = true)]
-    partition_buffer: Option<usize>,
-    /// Engine prefetch per partition in bytes (`prefetch_bytes`).
-    #[arg(long, hide = true)]
-    prefetch_bytes: Option<usize>,
-}
-
-impl EngineBounds {
-    /// The flags that pass these bounds on to a worker.
-    fn to_args(&self) -> Vec<String> {
-        let mut args = Vec::new();
-        if let Some(records) = self.partition_buffer {
-            args.extend(["--partition-buffer".to_owned(), records.to_string()]);
-        }
-        if let Some(bytes) = self.prefetch_bytes {
-            args.extend(["--prefetch-bytes".to_owned(), bytes.to_string()]);
-        }
-        args
-    }
-
-    /// How the report names the engine's options.
-    fn describe(&self) -> String {
-        let mut set = Vec::new();
-        if let Some(records) = self.partition_buffer {
-            set.push(format!("partition_buffer {records}"));
-        }
-        if let Some(bytes) = self.prefetch_bytes {
-            set.push(format!("prefetch_bytes {bytes}"));
-        }
-        if set.is_empty() {
-            "default options".to_owned()
-        } else {
-            set.join(", ")
-        }
-    }
-
-    fn apply(&self, mut options: ConsumerOptions) -> ConsumerOptions {
-        if let Some(records) = self.partition_buffer {
-            options = options.partition_buffer(records);
-        }
-        if let Some(bytes) = self.prefetch_bytes {
-            options = options.prefetch_bytes(bytes);
-        }
-        options
-    }
 }
 
 /// Issue 16's goal for the engine's peak RSS: 64 MiB up to 8 partitions, 128 MiB up to 64;
@@ -274,6 +223,7 @@ pub fn run(args: BacklogArgs) -> anyhow::Result<()> {
     };
     let engine = side(Mode::Engine)?;
     let plain = side(Mode::Plain)?;
+    let rss_goal = rss_goal_bytes(offsets.len());
     let report = BacklogReport {
         peak_rss_bytes: engine.peak_rss_bytes,
         peak_buffered: engine.peak_buffered,
@@ -291,8 +241,8 @@ pub fn run(args: BacklogArgs) -> anyhow::Result<()> {
         seconds: args.seconds,
         handler_ms: args.handler_ms,
         engine_options: args.engine.describe(),
-        rss_goal_bytes: rss_goal_bytes(offsets.len()),
-        meets_rss_goal: rss_goal_bytes(offsets.len()).map(|goal| engine.peak_rss_bytes <= goal),
+        rss_goal_bytes: rss_goal,
+        meets_rss_goal: rss_goal.map(|goal| engine.peak_rss_bytes <= goal),
         rss_scope: RSS_SCOPE,
         broker: broker.label().to_owned(),
     };

@@ -30,7 +30,8 @@ use tokio::sync::Notify;
 
 use super::{
     filled_topic, fresh_group, median, per_second, print_json, shaped_topic_name, spawn_worker,
-    DefaultBroker, FilledTopic, GroupTimeouts, Property, WorkerTarget, RSS_SCOPE, STALL_TIMEOUT,
+    DefaultBroker, EngineBounds, FilledTopic, GroupTimeouts, Property, WorkerTarget, RSS_SCOPE,
+    STALL_TIMEOUT,
 };
 use crate::out;
 use sluicegate_cli::tool::progress::{thousands, Progress};
@@ -81,12 +82,8 @@ pub struct ConsumeArgs {
     /// Extra librdkafka property for the engine (KEY=VALUE), for experiments.
     #[arg(long, hide = true)]
     engine_set: Vec<Property>,
-    /// Engine demand window per partition, for experiments (default: the engine's).
-    #[arg(long, hide = true)]
-    partition_buffer: Option<usize>,
-    /// Engine prefetch bytes, for experiments (default: the engine's).
-    #[arg(long, hide = true)]
-    prefetch_bytes: Option<usize>,
+    #[command(flatten)]
+    engine: EngineBounds,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -122,10 +119,8 @@ pub struct ConsumeWorkerArgs {
     timeouts: GroupTimeouts,
     #[arg(long = "set")]
     properties: Vec<Property>,
-    #[arg(long)]
-    partition_buffer: Option<usize>,
-    #[arg(long)]
-    prefetch_bytes: Option<usize>,
+    #[command(flatten)]
+    engine: EngineBounds,
 }
 
 /// What one round of one side measured, printed by the worker as JSON.
@@ -412,12 +407,7 @@ fn worker_args(args: &ConsumeArgs, side: Side, bootstrap: &str, expected: u64) -
         worker.push(property.to_string());
     }
     if side != Side::Baseline {
-        if let Some(records) = args.partition_buffer {
-            worker.extend(["--partition-buffer".to_owned(), records.to_string()]);
-        }
-        if let Some(bytes) = args.prefetch_bytes {
-            worker.extend(["--prefetch-bytes".to_owned(), bytes.to_string()]);
-        }
+        worker.extend(args.engine.to_args());
     }
     worker
 }
@@ -590,12 +580,7 @@ async fn sluice_round(
     .commit_strategy(CommitStrategy::Interval)
     .session_timeout(args.timeouts.session_timeout())
     .max_poll_interval(args.timeouts.max_poll_interval());
-    if let Some(records) = args.partition_buffer {
-        options = options.partition_buffer(records);
-    }
-    if let Some(bytes) = args.prefetch_bytes {
-        options = options.prefetch_bytes(bytes);
-    }
+    options = args.engine.apply(options);
     for property in &args.properties {
         options = options.librdkafka(&property.key, &property.value);
     }

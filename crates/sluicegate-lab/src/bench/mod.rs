@@ -24,6 +24,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use sluicegate::ConsumerOptions;
 
 use crate::out;
 use child_broker::BenchBroker;
@@ -178,6 +179,58 @@ impl GroupTimeouts {
             "--max-poll-interval-ms".into(),
             self.max_poll_interval_ms.to_string(),
         ]
+    }
+}
+
+/// The engine's per-partition bounds a bench's engine side runs with, for experiments (default:
+/// the engine's defaults). Hidden flags, passed on to the side's worker.
+#[derive(Debug, Clone, Args)]
+pub struct EngineBounds {
+    /// Engine demand window per partition in records (`partition_buffer`).
+    #[arg(long, hide = true)]
+    partition_buffer: Option<usize>,
+    /// Engine prefetch per partition in bytes (`prefetch_bytes`).
+    #[arg(long, hide = true)]
+    prefetch_bytes: Option<usize>,
+}
+
+impl EngineBounds {
+    /// The flags that pass these bounds on to a worker.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(records) = self.partition_buffer {
+            args.extend(["--partition-buffer".to_owned(), records.to_string()]);
+        }
+        if let Some(bytes) = self.prefetch_bytes {
+            args.extend(["--prefetch-bytes".to_owned(), bytes.to_string()]);
+        }
+        args
+    }
+
+    /// How the report names the engine's options.
+    pub fn describe(&self) -> String {
+        let mut set = Vec::new();
+        if let Some(records) = self.partition_buffer {
+            set.push(format!("partition_buffer {records}"));
+        }
+        if let Some(bytes) = self.prefetch_bytes {
+            set.push(format!("prefetch_bytes {bytes}"));
+        }
+        if set.is_empty() {
+            "default options".to_owned()
+        } else {
+            set.join(", ")
+        }
+    }
+
+    pub fn apply(&self, mut options: ConsumerOptions) -> ConsumerOptions {
+        if let Some(records) = self.partition_buffer {
+            options = options.partition_buffer(records);
+        }
+        if let Some(bytes) = self.prefetch_bytes {
+            options = options.prefetch_bytes(bytes);
+        }
+        options
     }
 }
 
